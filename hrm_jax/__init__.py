@@ -1,0 +1,1 @@
+"""hrm_jax: JAX/Flax latent recursive reasoning models (HRM, TRM)."""

@@ -1,0 +1,155 @@
+"""Shared config defaults, validation and run-time resolution.
+
+`experiments/<task>.py` start from `base_config()` and override what their recipe changes.
+Sizes that come from the data (vocab, seq_len, number of puzzle ids) are never in a config:
+they are read from the dataset's metadata at run time.
+"""
+
+from __future__ import annotations
+
+import math
+
+import ml_collections
+
+from hrm_jax import losses
+from hrm_jax.models import hrm, recurrence
+
+
+def base_config() -> ml_collections.ConfigDict:
+  """The shared defaults of both reference repos (spec §2.1, §5.6 `cfg_pretrain.yaml`)."""
+  c = ml_collections.ConfigDict()
+  c.seed = 0
+
+  c.model = dict(
+    arch='hrm',
+    hidden_size=512,
+    num_heads=8,
+    expansion=4.0,
+    H_layers=4,
+    L_layers=4,
+    H_cycles=2,
+    L_cycles=2,
+    pos_encodings='rope',
+    rope_theta=10000.0,
+    rms_norm_eps=1e-5,
+    puzzle_emb_ndim=512,
+    puzzle_emb_len=0,  # 0: ceil(puzzle_emb_ndim / hidden_size) prefix slots (HRM)
+    compute_dtype='bfloat16',
+    gradient='one_step',  # or 'full' (backprop through all cycles; ablation)
+  )
+  c.act = dict(
+    halt_max_steps=16,
+    halt_exploration_prob=0.1,
+    halt_rule='q_continue',  # HRM: halt when q_halt > q_continue; 'zero': q_halt > 0 (TRM)
+    q_continue_loss=True,  # HRM's bootstrapped Q-continue target (extra no-grad segment)
+  )
+  c.loss = dict(type='stablemax', q_weight=0.5)
+  c.opt = dict(
+    lr=1e-4,
+    lr_min_ratio=1.0,
+    lr_warmup_steps=2000,
+    b1=0.9,
+    b2=0.95,
+    weight_decay=0.1,
+    puzzle_emb_lr=1e-2,
+    puzzle_emb_weight_decay=0.1,
+  )
+  c.train = dict(
+    global_batch_size=768,
+    epochs=100000,
+    eval_interval=10000,  # epochs between evaluations, as the reference counts them
+    steps=0,  # total optimizer steps; 0: floor(epochs · groups · mean examples / batch) (§5.5)
+    eval_every=0,  # steps between evaluations; 0: from eval_interval
+    log_every=50,
+    total_steps=0,  # resolved at run time from `steps` or `epochs`; do not set
+  )
+  c.eval = dict(
+    batch_size=0,  # global eval batch; 0: train.global_batch_size
+    halt_max_steps=0,  # M_max at evaluation; 0: act.halt_max_steps. Raise it to scale.
+    max_examples=0,  # evaluate the first N test examples only; 0: all
+  )
+  c.ckpt = dict(every_steps=0, max_to_keep=3)  # every_steps 0: checkpoint at each evaluation
+  c.data = dict(
+    name='sudoku',
+    path='',
+    source='generate',
+    csv_dir='',
+    hf_repo='sapientinc/sudoku-extreme',
+    subsample_size=1000,
+    min_difficulty=0,
+    num_aug=1000,
+    seed=0,
+    num_train=1000,
+    num_test=1000,
+    train_min_blanks=35,
+    train_max_blanks=60,
+    test_min_blanks=35,
+    test_max_blanks=60,
+  )
+  return c
+
+
+def _check(cond: bool, field: str, msg: str):
+  if not cond:
+    raise ValueError(f'invalid config: {field}: {msg}')
+
+
+def validate(cfg: ml_collections.ConfigDict, num_devices: int = 1) -> None:
+  """Raises ValueError naming the field for impossible values, before anything compiles."""
+  m, a, t = cfg.model, cfg.act, cfg.train
+  _check(m.arch == 'hrm', 'model.arch', f"must be 'hrm', got {m.arch!r}")
+  for f in ('hidden_size', 'num_heads', 'H_layers', 'L_layers', 'H_cycles', 'L_cycles'):
+    _check(m[f] >= 1, f'model.{f}', f'must be >= 1, got {m[f]}')
+  _check(
+    m.hidden_size % m.num_heads == 0, 'model.num_heads', f'must divide hidden_size {m.hidden_size}'
+  )
+  _check(
+    (m.hidden_size // m.num_heads) % 2 == 0 or m.pos_encodings != 'rope',
+    'model.num_heads',
+    'RoPE needs an even head dimension',
+  )
+  _check(
+    m.pos_encodings in hrm.POS_ENCODINGS,
+    'model.pos_encodings',
+    f'must be one of {hrm.POS_ENCODINGS}, got {m.pos_encodings!r}',
+  )
+  _check(
+    m.gradient in recurrence.GRADIENT_MODES,
+    'model.gradient',
+    f'must be one of {recurrence.GRADIENT_MODES}, got {m.gradient!r}',
+  )
+  _check(m.puzzle_emb_ndim >= 0, 'model.puzzle_emb_ndim', 'must be >= 0')
+  hrm.compute_dtype(m.compute_dtype)
+  _check(a.halt_max_steps >= 1, 'act.halt_max_steps', f'must be >= 1, got {a.halt_max_steps}')
+  _check(0.0 <= a.halt_exploration_prob <= 1.0, 'act.halt_exploration_prob', 'must be in [0, 1]')
+  _check(a.halt_rule in ('q_continue', 'zero'), 'act.halt_rule', f'unknown rule {a.halt_rule!r}')
+  _check(
+    cfg.loss.type in losses.LOSS_TYPES,
+    'loss.type',
+    f'must be one of {losses.LOSS_TYPES}, got {cfg.loss.type!r}',
+  )
+  _check(t.global_batch_size >= 1, 'train.global_batch_size', 'must be >= 1')
+  _check(
+    t.global_batch_size % num_devices == 0,
+    'train.global_batch_size',
+    f'{t.global_batch_size} is not divisible by the {num_devices} devices',
+  )
+  eval_batch = cfg.eval.batch_size or t.global_batch_size
+  _check(
+    eval_batch % num_devices == 0,
+    'eval.batch_size',
+    f'{eval_batch} is not divisible by the {num_devices} devices',
+  )
+  _check(t.steps >= 0 and t.eval_every >= 0, 'train.steps', 'must be >= 0')
+  _check(cfg.opt.lr_warmup_steps >= 0, 'opt.lr_warmup_steps', 'must be >= 0')
+  _check(0.0 <= cfg.opt.lr_min_ratio <= 1.0, 'opt.lr_min_ratio', 'must be in [0, 1]')
+
+
+def resolve(cfg: ml_collections.ConfigDict, steps_per_epoch: float) -> ml_collections.ConfigDict:
+  """A copy with train.total_steps and train.eval_every filled in from the data (§5.5)."""
+  cfg = ml_collections.ConfigDict(cfg.to_dict())
+  t = cfg.train
+  t.total_steps = t.steps or max(1, math.floor(t.epochs * steps_per_epoch))
+  if not t.eval_every:
+    t.eval_every = max(1, math.floor(t.eval_interval * steps_per_epoch))
+  return cfg

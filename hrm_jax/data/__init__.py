@@ -1,0 +1,1 @@
+"""Datasets: the reference on-disk format, the sampler and the task builders."""

@@ -1,0 +1,44 @@
+r"""Entry point: `python -m hrm_jax.main --config=experiments/sudoku.py[:preset] --workdir=DIR`.
+
+Every config field can be overridden, e.g. `--config.train.global_batch_size=32`;
+`--steps=N` sets the number of training steps; `--mode=eval` evaluates the latest checkpoint
+in --workdir (on `--eval_data=DIR`'s test split when given).
+"""
+
+import jax
+from absl import app, flags, logging
+from ml_collections import config_flags
+
+from hrm_jax import train
+
+_CONFIG = config_flags.DEFINE_config_file('config', None, 'Config file[:preset].', lock_config=True)
+_WORKDIR = flags.DEFINE_string('workdir', None, 'Directory for checkpoints, metrics and data.')
+_MODE = flags.DEFINE_enum('mode', 'train', ['train', 'eval'], 'Train (and evaluate) or eval.')
+_STEPS = flags.DEFINE_integer('steps', None, 'Total training steps (sets config.train.steps).')
+_EVAL_DATA = flags.DEFINE_string(
+  'eval_data', None, '--mode=eval: dataset folder whose test split to evaluate.'
+)
+_DISTRIBUTED = flags.DEFINE_bool(
+  'distributed', False, 'Call jax.distributed.initialize() (multi-host TPU/GPU).'
+)
+flags.mark_flags_as_required(['config', 'workdir'])
+
+
+def main(argv):
+  del argv
+  if _DISTRIBUTED.value:
+    jax.distributed.initialize()
+  cfg = _CONFIG.value
+  if _STEPS.value is not None:
+    cfg.train.steps = _STEPS.value
+  logging.info(
+    'process %d/%d, devices: %s', jax.process_index(), jax.process_count(), jax.devices()
+  )
+  if _MODE.value == 'train':
+    train.train_and_evaluate(cfg, _WORKDIR.value)
+  else:
+    train.evaluate_checkpoint(cfg, _WORKDIR.value, _EVAL_DATA.value)
+
+
+if __name__ == '__main__':
+  app.run(main)

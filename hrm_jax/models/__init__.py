@@ -1,0 +1,1 @@
+"""Model code: layers, HRM, the recurrence schedules and the ACT carry."""

@@ -1,0 +1,146 @@
+"""The Hierarchical Reasoning Model network: embeddings, f_L, f_H and heads (spec §1.9-1.10, §2).
+
+The puzzle-embedding table is *not* part of the module: it is a separate array in the train
+state, trained sparsely by sign-SGD (spec §1.11, §5.2). The caller gathers the batch's rows and
+passes them to `embed`, so their gradient comes out as one row per example.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Optional
+
+import jax
+import jax.numpy as jnp
+from flax import nnx
+
+from hrm_jax.models import layers, recurrence
+
+POS_ENCODINGS = ('rope', 'learned', 'none')
+
+
+def compute_dtype(name: str):
+  """Maps a config string ('float32', 'bfloat16', 'float16') to a JAX dtype."""
+  dtypes = {'float32': jnp.float32, 'bfloat16': jnp.bfloat16, 'float16': jnp.float16}
+  if name not in dtypes:
+    raise ValueError(f'model.compute_dtype must be one of {sorted(dtypes)}, got {name!r}')
+  return dtypes[name]
+
+
+def puzzle_prefix_len(cfg: Any) -> int:
+  """Number of puzzle-embedding prefix positions P (§1.9): HRM ceil(ndim/hidden), TRM fixed."""
+  if cfg.puzzle_emb_ndim <= 0:
+    return 0
+  if cfg.get('puzzle_emb_len', 0):
+    return int(cfg.puzzle_emb_len)
+  return -(cfg.puzzle_emb_ndim // -cfg.hidden_size)
+
+
+class HRM(nnx.Module):
+  """HRM's networks. Build with the `model` config group and the dataset's sizes.
+
+  Attribute names follow the reference state dict (embed_tokens, lm_head, q_head, H_level,
+  L_level, H_init, L_init) so checkpoints map one to one.
+  """
+
+  def __init__(self, cfg: Any, vocab_size: int, seq_len: int, *, rngs: nnx.Rngs):
+    D = cfg.hidden_size
+    dtype = compute_dtype(cfg.compute_dtype)
+    if cfg.pos_encodings not in POS_ENCODINGS:
+      raise ValueError(
+        f'model.pos_encodings must be one of {POS_ENCODINGS}, got {cfg.pos_encodings!r}'
+      )
+    self.cfg = cfg
+    self.dtype = dtype
+    self.prefix_len = puzzle_prefix_len(cfg)
+    self.total_len = seq_len + self.prefix_len
+    embed_init = layers.trunc_normal_init(1.0 / math.sqrt(D))
+    self.embed_tokens = nnx.Embed(
+      vocab_size, D, embedding_init=embed_init, dtype=dtype, param_dtype=jnp.float32, rngs=rngs
+    )
+    if cfg.pos_encodings == 'learned':
+      self.embed_pos = nnx.Param(embed_init(rngs.params(), (self.total_len, D)))
+    self.lm_head = layers.dense(D, vocab_size, dtype=dtype, rngs=rngs)
+    # Q head starts at weight 0, bias -5: both halting logits ≈ sigmoid⁻¹(0.0067) (§1.1).
+    self.q_head = layers.dense(
+      D,
+      2,
+      dtype=dtype,
+      rngs=rngs,
+      use_bias=True,
+      kernel_init=nnx.initializers.zeros,
+      bias_init=nnx.initializers.constant(-5.0),
+    )
+    module = lambda n: layers.ReasoningModule(  # noqa: E731
+      n, D, cfg.num_heads, cfg.expansion, cfg.rms_norm_eps, dtype=dtype, rngs=rngs
+    )
+    self.H_level = module(cfg.H_layers)
+    self.L_level = module(cfg.L_layers)
+    # Stored in fp32 (the reference keeps bf16 buffers); cast to the compute dtype at use.
+    init_state = layers.trunc_normal_init(1.0)
+    self.H_init = layers.Buffer(init_state(rngs.params(), (D,)))
+    self.L_init = layers.Buffer(init_state(rngs.params(), (D,)))
+
+  def rope(self) -> Optional[layers.Rope]:
+    """RoPE tables over all P+L positions, or None when RoPE is off."""
+    if self.cfg.pos_encodings != 'rope':
+      return None
+    return layers.rope_tables(
+      self.total_len, self.cfg.hidden_size // self.cfg.num_heads, self.cfg.rope_theta
+    )
+
+  def embed(self, inputs_BxL: jax.Array, puzzle_rows_BxE: Optional[jax.Array]) -> jax.Array:
+    """Input embedding x [B, P+L, D] = sqrt(D)·([puzzle prefix; token embeddings] (+pos)) (§1.9).
+
+    `puzzle_rows_BxE` are the batch's rows of the puzzle-embedding table (E = puzzle_emb_ndim),
+    zero-padded to P·D values and reshaped to P prefix positions.
+    """
+    D = self.cfg.hidden_size
+    e = self.embed_tokens(inputs_BxL)
+    if self.prefix_len:
+      B = inputs_BxL.shape[0]
+      pad = self.prefix_len * D - puzzle_rows_BxE.shape[-1]
+      prefix = jnp.pad(puzzle_rows_BxE.astype(self.dtype), ((0, 0), (0, pad)))
+      e = jnp.concatenate([prefix.reshape(B, self.prefix_len, D), e], axis=1)
+    if self.cfg.pos_encodings == 'learned':
+      # 1/sqrt(2) keeps the sum at unit scale (reference constant 0.707106781).
+      e = 0.707106781 * (e + self.embed_pos[...].astype(self.dtype))
+    return (math.sqrt(D) * e).astype(self.dtype)
+
+  def f_L(self, z_L: jax.Array, injection: jax.Array) -> jax.Array:
+    """Low-level module: z_L ← f_L(z_L + injection), [B, S, D] -> [B, S, D]."""
+    return self.L_level(z_L, injection, self.rope())
+
+  def f_H(self, z_H: jax.Array, injection: jax.Array) -> jax.Array:
+    """High-level module: z_H ← f_H(z_H + injection), [B, S, D] -> [B, S, D]."""
+    return self.H_level(z_H, injection, self.rope())
+
+  def initial_state(self, batch_size: int) -> tuple[jax.Array, jax.Array]:
+    """(z_H, z_L) = (H_init, L_init) broadcast to [B, P+L, D] in the compute dtype."""
+    shape = (batch_size, self.total_len, self.cfg.hidden_size)
+    return (
+      jnp.broadcast_to(self.H_init[...].astype(self.dtype), shape),
+      jnp.broadcast_to(self.L_init[...].astype(self.dtype), shape),
+    )
+
+  def segment(self, z_H: jax.Array, z_L: jax.Array, x: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """One segment of N cycles of T low-level steps (§2.2), per `model.gradient`."""
+    return recurrence.hrm_segment(
+      self.f_L, self.f_H, z_H, z_L, x, self.cfg.H_cycles, self.cfg.L_cycles, self.cfg.gradient
+    )
+
+  def heads(self, z_H: jax.Array) -> tuple[jax.Array, jax.Array, jax.Array]:
+    """Output heads (§1.10): logits [B, L, V] fp32 (prefix dropped), q_halt [B], q_continue [B]."""
+    logits = self.lm_head(z_H)[:, self.prefix_len :].astype(jnp.float32)
+    q = self.q_head(z_H[:, 0]).astype(jnp.float32)
+    return logits, q[:, 0], q[:, 1]
+
+  def __call__(self, z_H, z_L, inputs_BxL, puzzle_rows_BxE):
+    """Embeds, runs one segment and reads the heads.
+
+    Returns ((z_H, z_L), (logits [B,L,V], q_halt [B], q_continue [B])); the returned states
+    still carry gradient: the caller detaches them before carrying them on.
+    """
+    x = self.embed(inputs_BxL, puzzle_rows_BxE)
+    z_H, z_L = self.segment(z_H, z_L, x)
+    return (z_H, z_L), self.heads(z_H)

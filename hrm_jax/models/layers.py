@@ -1,0 +1,171 @@
+"""Transformer building blocks shared by HRM and TRM (spec §1).
+
+Parameters are stored in fp32 and cast to the compute dtype at use (`nnx.Linear(dtype=...)`
+does that cast); RMSNorm and RoPE always run in fp32 (spec §1.2).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Optional
+
+import jax
+import jax.numpy as jnp
+from flax import nnx
+
+# Standard deviation of a standard normal truncated to [-2, 2]; dividing by it makes the
+# truncated sample have exactly the requested std, as the reference `trunc_normal_init_`
+# and Flax's `variance_scaling(..., 'truncated_normal')` do (spec §1.1).
+_TRUNC_STD = 0.87962566103423978
+
+Rope = tuple[jax.Array, jax.Array]  # (cos, sin), each [S, head_dim] fp32
+
+
+class Buffer(nnx.Variable):
+  """A non-trainable array (H_init, L_init): never differentiated, decayed or averaged."""
+
+
+def trunc_normal_init(std: float) -> nnx.Initializer:
+  """Initializer drawing N(0, std²) truncated at ±2 std-units, with true std = `std` (§1.1).
+
+  `std == 0` gives zeros. Equal to the reference's `trunc_normal_init_` and, for a dense
+  kernel with std = 1/sqrt(fan_in), to Flax's `lecun_normal()`.
+  """
+
+  def init(key: jax.Array, shape, dtype=jnp.float32) -> jax.Array:
+    if std == 0:
+      return jnp.zeros(shape, dtype)
+    x = jax.random.truncated_normal(key, -2.0, 2.0, shape, jnp.float32)
+    return (x * (std / _TRUNC_STD)).astype(dtype)
+
+  return init
+
+
+def dense(
+  d_in: int, d_out: int, *, dtype, rngs: nnx.Rngs, use_bias: bool = False, **kwargs
+) -> nnx.Linear:
+  """Bias-less (by default) linear layer with truncated LeCun init, std 1/sqrt(d_in) (§1.1).
+
+  The kernel is [d_in, d_out], the transpose of torch's `CastedLinear.weight`.
+  """
+  kwargs.setdefault('kernel_init', trunc_normal_init(1.0 / math.sqrt(d_in)))
+  return nnx.Linear(
+    d_in, d_out, use_bias=use_bias, dtype=dtype, param_dtype=jnp.float32, rngs=rngs, **kwargs
+  )
+
+
+def rms_norm(x: jax.Array, eps: float = 1e-5, axis: int = -1) -> jax.Array:
+  """Parameter-free RMSNorm over `axis`, computed in fp32, returned in x.dtype (§1.3)."""
+  x32 = x.astype(jnp.float32)
+  y = x32 * jax.lax.rsqrt(jnp.mean(jnp.square(x32), axis=axis, keepdims=True) + eps)
+  return y.astype(x.dtype)
+
+
+def swiglu_width(hidden: int, expansion: float) -> int:
+  """SwiGLU inner width: round(expansion·hidden·2/3) rounded up to a multiple of 256 (§1.4)."""
+  inter = round(expansion * hidden * 2 / 3)
+  return -(inter // -256) * 256
+
+
+def rope_tables(seq_len: int, head_dim: int, theta: float = 10000.0) -> Rope:
+  """Rotate-half RoPE tables for positions 0..seq_len-1 (puzzle prefix included), §1.6.
+
+  Returns (cos, sin), each [seq_len, head_dim] fp32, with the angle table
+  concat(freqs, freqs) over the head dimension.
+  """
+  inv_freq = 1.0 / (theta ** (jnp.arange(0, head_dim, 2, dtype=jnp.float32) / head_dim))
+  freqs = jnp.outer(jnp.arange(seq_len, dtype=jnp.float32), inv_freq)
+  emb = jnp.concatenate([freqs, freqs], axis=-1)
+  return jnp.cos(emb), jnp.sin(emb)
+
+
+def apply_rope(x_BxSxHxK: jax.Array, rope: Rope) -> jax.Array:
+  """x·cos + rotate_half(x)·sin in fp32, returned in x.dtype (§1.6). x: [B, S, H, head_dim]."""
+  cos, sin = rope
+  x = x_BxSxHxK.astype(jnp.float32)
+  half = x.shape[-1] // 2
+  rotated = jnp.concatenate([-x[..., half:], x[..., :half]], axis=-1)
+  out = x * cos[:, None, :] + rotated * sin[:, None, :]
+  return out.astype(x_BxSxHxK.dtype)
+
+
+class SwiGLU(nnx.Module):
+  """down(SiLU(gate) ⊙ up) with a fused [gate | up] projection (§1.4). [..., d] -> [..., d]."""
+
+  def __init__(self, hidden: int, expansion: float, *, dtype, rngs: nnx.Rngs):
+    inter = swiglu_width(hidden, expansion)
+    self.gate_up_proj = dense(hidden, 2 * inter, dtype=dtype, rngs=rngs)
+    self.down_proj = dense(inter, hidden, dtype=dtype, rngs=rngs)
+
+  def __call__(self, x: jax.Array) -> jax.Array:
+    gate, up = jnp.split(self.gate_up_proj(x), 2, axis=-1)
+    return self.down_proj(jax.nn.silu(gate) * up)
+
+
+class Attention(nnx.Module):
+  """Non-causal, unmasked multi-head self-attention with a fused qkv projection (§1.5).
+
+  The qkv output is laid out per token as [query heads | key heads | value heads], each head
+  `head_dim` contiguous values, as in the reference. head_dim = hidden // num_heads, so the
+  output projection reads num_heads·head_dim values (504 for the 12-head baseline).
+  """
+
+  def __init__(self, hidden: int, num_heads: int, *, dtype, rngs: nnx.Rngs):
+    self.num_heads = num_heads
+    self.head_dim = hidden // num_heads
+    width = num_heads * self.head_dim
+    self.qkv_proj = dense(hidden, 3 * width, dtype=dtype, rngs=rngs)
+    self.o_proj = dense(width, hidden, dtype=dtype, rngs=rngs)
+
+  def __call__(self, x_BxSxD: jax.Array, rope: Optional[Rope]) -> jax.Array:
+    B, S, _ = x_BxSxD.shape
+    qkv = self.qkv_proj(x_BxSxD).reshape(B, S, 3 * self.num_heads, self.head_dim)
+    q, k, v = jnp.split(qkv, 3, axis=2)
+    if rope is not None:
+      q, k = apply_rope(q, rope), apply_rope(k, rope)
+    # No mask: padding and puzzle-prefix positions are attended to, as in the reference
+    # (spec §11a #14). XLA picks the fused cuDNN kernel on GPU where it applies.
+    o = jax.nn.dot_product_attention(q, k, v, is_causal=False)
+    return self.o_proj(o.reshape(B, S, self.num_heads * self.head_dim))
+
+
+class Block(nnx.Module):
+  """Post-norm block: h ← RMSNorm(h + Attn(h)); h ← RMSNorm(h + SwiGLU(h)) (§1.7)."""
+
+  def __init__(
+    self, hidden: int, num_heads: int, expansion: float, eps: float, *, dtype, rngs: nnx.Rngs
+  ):
+    self.eps = eps
+    self.self_attn = Attention(hidden, num_heads, dtype=dtype, rngs=rngs)
+    self.mlp = SwiGLU(hidden, expansion, dtype=dtype, rngs=rngs)
+
+  def __call__(self, h_BxSxD: jax.Array, rope: Optional[Rope]) -> jax.Array:
+    h = rms_norm(h_BxSxD + self.self_attn(h_BxSxD, rope), self.eps)
+    return rms_norm(h + self.mlp(h), self.eps)
+
+
+class ReasoningModule(nnx.Module):
+  """A stack of blocks applied to (state + injection), the injection added first (§1.8)."""
+
+  def __init__(
+    self,
+    num_layers: int,
+    hidden: int,
+    num_heads: int,
+    expansion: float,
+    eps: float,
+    *,
+    dtype,
+    rngs: nnx.Rngs,
+  ):
+    self.layers = nnx.List(
+      [Block(hidden, num_heads, expansion, eps, dtype=dtype, rngs=rngs) for _ in range(num_layers)]
+    )
+
+  def __call__(
+    self, z_BxSxD: jax.Array, injection_BxSxD: jax.Array, rope: Optional[Rope]
+  ) -> jax.Array:
+    h = z_BxSxD + injection_BxSxD
+    for layer in self.layers:
+      h = layer(h, rope)
+    return h

@@ -1,0 +1,196 @@
+"""Pure train and evaluation steps: ACT segment, loss, gradients and both optimizer updates.
+
+No I/O and no host synchronisation here. `train.py` jits these once with shardings and buffer
+donation; static arguments (`graphdef`, `cfg`) are hashable (a Flax GraphDef and a
+FrozenConfigDict).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import flax.struct
+import jax
+import jax.numpy as jnp
+import ml_collections
+from flax import nnx
+
+from hrm_jax import losses, optim
+from hrm_jax.models import act, hrm, layers
+
+
+@flax.struct.dataclass
+class TrainState:
+  """Everything a training step reads and writes, except the ACT carry.
+
+  step: int32 scalar, optimizer steps taken. params: pure dict of trainable arrays (fp32).
+  opt_state: Adam-atan2 state. puzzle_emb: [num_puzzle_identifiers, E] table, trained only
+  by sparse sign-SGD. buffers: pure dict of non-trainable arrays (H_init, L_init). key: PRNG
+  key from which step t draws `fold_in(key, t)`.
+  """
+
+  step: jax.Array
+  params: Any
+  opt_state: Any
+  puzzle_emb: jax.Array
+  buffers: Any
+  key: jax.Array
+
+
+def build_model(cfg: ml_collections.ConfigDict, vocab_size: int, seq_len: int, seed: int):
+  """Builds the network named by `cfg.model.arch` with initial weights from `seed`."""
+  if cfg.model.arch != 'hrm':
+    raise ValueError(f"model.arch must be 'hrm', got {cfg.model.arch!r}")
+  return hrm.HRM(cfg.model, vocab_size, seq_len, rngs=nnx.Rngs(seed))
+
+
+def split_model(model: nnx.Module):
+  """(graphdef, params, buffers): the static structure and two pure dicts of arrays."""
+  graphdef, params, buffers = nnx.split(model, nnx.Param, layers.Buffer)
+  return graphdef, nnx.to_pure_dict(params), nnx.to_pure_dict(buffers)
+
+
+def schedules(cfg: ml_collections.ConfigDict):
+  """(lr schedule for the weights, lr schedule for the puzzle embedding), both §5.3."""
+  o = cfg.opt
+  total = cfg.train.total_steps
+  return (
+    optim.lr_schedule(o.lr, o.lr_warmup_steps, total, o.lr_min_ratio),
+    optim.lr_schedule(o.puzzle_emb_lr, o.lr_warmup_steps, total, o.lr_min_ratio),
+  )
+
+
+def optimizer(cfg: ml_collections.ConfigDict):
+  """Adam-atan2 over all trainable parameters (§5.1)."""
+  return optim.adam_atan2(schedules(cfg)[0], cfg.opt.b1, cfg.opt.b2, cfg.opt.weight_decay)
+
+
+def init_state(
+  cfg: ml_collections.ConfigDict, vocab_size: int, seq_len: int, num_puzzle_identifiers: int
+):
+  """(graphdef, TrainState) at step 0 for the dataset sizes given; puzzle table zeros (§1.1)."""
+  model = build_model(cfg, vocab_size, seq_len, cfg.seed)
+  graphdef, params, buffers = split_model(model)
+  table = jnp.zeros((num_puzzle_identifiers, cfg.model.puzzle_emb_ndim), jnp.float32)
+  state = TrainState(
+    step=jnp.zeros((), jnp.int32),
+    params=params,
+    opt_state=optimizer(cfg).init(params),
+    puzzle_emb=table,
+    buffers=buffers,
+    key=jax.random.key_data(jax.random.key(cfg.seed + 1)),
+  )
+  return graphdef, state
+
+
+def init_carry(graphdef, state: TrainState, batch_size: int, seq_len: int) -> act.Carry:
+  """An all-halted ACT carry for a batch of `batch_size` rows (§3.1)."""
+  model = nnx.merge(graphdef, state.params, state.buffers)
+  return act.empty_carry(batch_size, (model.total_len, model.cfg.hidden_size), seq_len, model.dtype)
+
+
+def train_step(
+  state: TrainState,
+  carry: act.Carry,
+  batch: dict,
+  *,
+  graphdef,
+  cfg: ml_collections.FrozenConfigDict,
+):
+  """One ACT segment of deep supervision with its optimizer update (§3.1-3.2, §5.4).
+
+  batch: dict of int32 arrays `inputs` [B, L], `labels` [B, L] (-100 = ignore),
+  `puzzle_identifiers` [B], the global batch (sharded on the `data` axis under a mesh).
+  Returns (new state, new carry with detached states, metric sums — see losses.metric_sums).
+  """
+  M_max = cfg.act.halt_max_steps
+  key = jax.random.fold_in(jax.random.wrap_key_data(state.key), state.step)
+  model0 = nnx.merge(graphdef, state.params, state.buffers)
+  z_H0, z_L0 = model0.initial_state(carry.z_H.shape[0])
+  carry = act.reset_halted(carry, batch, z_H0, z_L0)
+  ids = carry.puzzle_identifiers
+  rows = optim.gather_rows(state.puzzle_emb, ids)
+  steps = carry.steps + 1
+  is_last = steps >= M_max
+
+  def loss_fn(params, rows):
+    model = nnx.merge(graphdef, params, state.buffers)
+    (z_H, z_L), (logits, q_halt, q_cont) = model(carry.z_H, carry.z_L, carry.inputs, rows)
+    target = None
+    if cfg.act.q_continue_loss:
+      # PQN-style bootstrap: one more segment from the new states with the current weights.
+      nxt = jax.lax.stop_gradient(model(z_H, z_L, carry.inputs, rows)[1])
+      target = act.q_continue_target(nxt[1], nxt[2], is_last)
+    total, stats = losses.act_loss(
+      logits, carry.labels, q_halt, q_cont, target, cfg.loss.type, cfg.loss.q_weight
+    )
+    return total / cfg.train.global_batch_size, ((z_H, z_L), q_halt, q_cont, stats)
+
+  grad_fn = jax.value_and_grad(loss_fn, argnums=(0, 1), has_aux=True)
+  (_, ((z_H, z_L), q_halt, q_cont, stats)), (g_params, g_rows) = grad_fn(state.params, rows)
+
+  lr_sched, emb_sched = schedules(cfg)
+  t = state.step + 1
+  table = state.puzzle_emb
+  if cfg.model.puzzle_emb_ndim > 0:
+    table = optim.sparse_sign_sgd(table, ids, g_rows, emb_sched(t), cfg.opt.puzzle_emb_weight_decay)
+  updates, opt_state = optimizer(cfg).update(g_params, state.opt_state, state.params)
+  params = jax.tree.map(jnp.add, state.params, updates)
+
+  halted = act.halt_decision(
+    steps,
+    q_halt,
+    q_cont,
+    M_max=M_max,
+    key=key,
+    exploration_prob=cfg.act.halt_exploration_prob,
+    halt_rule=cfg.act.halt_rule,
+    training=True,
+  )
+  new_carry = carry.replace(
+    z_H=jax.lax.stop_gradient(z_H), z_L=jax.lax.stop_gradient(z_L), steps=steps, halted=halted
+  )
+  metrics = losses.metric_sums(stats, halted, steps, q_halt, carry.inputs, carry.labels)
+  metrics['lr'] = lr_sched(t)
+  new_state = state.replace(step=t, params=params, opt_state=opt_state, puzzle_emb=table)
+  return new_state, new_carry, metrics
+
+
+def eval_step(
+  params,
+  buffers,
+  puzzle_emb: jax.Array,
+  batch: dict,
+  *,
+  graphdef,
+  cfg: ml_collections.FrozenConfigDict,
+  M_max: int,
+):
+  """Runs M_max segments on a batch (no Q-based halting, §3.1 step 5) and scores the last.
+
+  Returns (metric sums of the final segment, predictions int32 [B, L], q_halt [B]).
+  Raising M_max beyond the training value is the paper's inference-time scaling.
+  """
+  model = nnx.merge(graphdef, params, buffers)
+  B = batch['inputs'].shape[0]
+  rows = optim.gather_rows(puzzle_emb, batch['puzzle_identifiers'])
+  x = model.embed(batch['inputs'], rows)
+
+  def segment(state, _):
+    return model.segment(*state, x), None
+
+  (z_H, _), _ = jax.lax.scan(segment, model.initial_state(B), None, length=M_max)
+  logits, q_halt, q_cont = model.heads(z_H)
+  _, stats = losses.act_loss(
+    logits, batch['labels'], q_halt, q_cont, None, cfg.loss.type, cfg.loss.q_weight
+  )
+  halted = jnp.ones((B,), bool)
+  steps = jnp.full((B,), M_max, jnp.int32)
+  metrics = losses.metric_sums(stats, halted, steps, q_halt, batch['inputs'], batch['labels'])
+  return metrics, jnp.argmax(logits, -1).astype(jnp.int32), q_halt
+
+
+def count_params(params) -> int:
+  """Trainable parameters (the papers' count: puzzle table and buffers excluded)."""
+  return int(sum(math.prod(x.shape) for x in jax.tree.leaves(params)))

@@ -1,0 +1,36 @@
+"""Shared fixtures: one tiny end-to-end training run reused by several tests.
+
+Tests run on CPU in fp32 with tiny models (hidden ≤ 64) so the suite fits CI's 2 cores.
+"""
+
+import os
+
+os.environ.setdefault('JAX_PLATFORMS', 'cpu')
+
+import pytest  # noqa: E402
+
+from tests import helpers  # noqa: E402
+
+
+def pytest_addoption(parser):
+  parser.addoption('--runslow', action='store_true', help='run tests marked slow')
+
+
+def pytest_collection_modifyitems(config, items):
+  if config.getoption('--runslow'):
+    return
+  skip = pytest.mark.skip(reason='slow (minutes): run with --runslow; CI skips it')
+  for item in items:
+    if 'slow' in item.keywords:
+      item.add_marker(skip)
+
+
+@pytest.fixture(scope='session')
+def tiny_run(tmp_path_factory):
+  """Trains the tiny config once: returns (config, workdir, final eval metrics, captured log)."""
+  from hrm_jax import train
+
+  workdir = str(tmp_path_factory.mktemp('tiny_run'))
+  cfg = helpers.tiny_config()
+  metrics = train.train_and_evaluate(cfg, workdir)
+  return cfg, workdir, metrics
