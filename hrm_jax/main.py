@@ -26,6 +26,8 @@ flags.mark_flags_as_required(['config', 'workdir'])
 
 def main(argv):
   del argv
+  if not flags.FLAGS['verbosity'].present:
+    logging.set_verbosity(logging.WARNING)  # orbax logs every save step at INFO
   if _DISTRIBUTED.value:
     jax.distributed.initialize()
   cfg = _CONFIG.value

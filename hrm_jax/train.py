@@ -186,18 +186,15 @@ def train_and_evaluate(cfg: ml_collections.ConfigDict, workdir: str) -> dict[str
   epochs_per_iter = max(
     1, math.ceil(t.eval_every / loader.steps_per_epoch(train_split, t.global_batch_size))
   )
-  batches: Iterator[dict] = itertools.islice(
-    loader.train_batches(
-      train_split,
-      t.global_batch_size,
-      cfg.seed,
-      epochs_per_iter,
-      jax.process_index(),
-      jax.process_count(),
-    ),
-    start,
-    None,
-  )
+  batches: Iterator[dict] = loader.train_batches(
+    train_split,
+    t.global_batch_size,
+    cfg.seed,
+    epochs_per_iter,
+    jax.process_index(),
+    jax.process_count(),
+    skip_batches=start,
+  )  # data order is a pure function of the step
   ckpt_every = cfg.ckpt.every_steps or t.eval_every
   pending: list = []
   tick, tick_step = time.time(), start
