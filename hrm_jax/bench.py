@@ -18,8 +18,7 @@ import time
 import jax
 import ml_collections
 import numpy as np
-from absl import app
-from absl import flags
+from absl import app, flags
 from ml_collections import config_flags
 
 from hrm_jax import config as config_lib

@@ -89,13 +89,17 @@ def base_config() -> ml_collections.ConfigDict:
   return c
 
 
+class ConfigError(ValueError):
+  """An invalid config value; the message names the field (e.g. `train.global_batch_size`)."""
+
+
 def _check(cond: bool, field: str, msg: str):
   if not cond:
-    raise ValueError(f'invalid config: {field}: {msg}')
+    raise ConfigError(f'invalid config: {field}: {msg}')
 
 
 def validate(cfg: ml_collections.ConfigDict, num_devices: int = 1) -> None:
-  """Raises ValueError naming the field for impossible values, before anything compiles."""
+  """Raises ConfigError naming the field for impossible values, before anything compiles."""
   m, a, t = cfg.model, cfg.act, cfg.train
   _check(m.arch == 'hrm', 'model.arch', f"must be 'hrm', got {m.arch!r}")
   for f in ('hidden_size', 'num_heads', 'H_layers', 'L_layers', 'H_cycles', 'L_cycles'):
@@ -119,7 +123,11 @@ def validate(cfg: ml_collections.ConfigDict, num_devices: int = 1) -> None:
     f'must be one of {recurrence.GRADIENT_MODES}, got {m.gradient!r}',
   )
   _check(m.puzzle_emb_ndim >= 0, 'model.puzzle_emb_ndim', 'must be >= 0')
-  hrm.compute_dtype(m.compute_dtype)
+  _check(
+    m.compute_dtype in hrm.DTYPES,
+    'model.compute_dtype',
+    f'must be one of {sorted(hrm.DTYPES)}, got {m.compute_dtype!r}',
+  )
   _check(a.halt_max_steps >= 1, 'act.halt_max_steps', f'must be >= 1, got {a.halt_max_steps}')
   _check(0.0 <= a.halt_exploration_prob <= 1.0, 'act.halt_exploration_prob', 'must be in [0, 1]')
   _check(a.halt_rule in ('q_continue', 'zero'), 'act.halt_rule', f'unknown rule {a.halt_rule!r}')

@@ -5,11 +5,15 @@ Every config field can be overridden, e.g. `--config.train.global_batch_size=32`
 in --workdir (on `--eval_data=DIR`'s test split when given).
 """
 
+import sys
+
 import jax
 from absl import app, flags, logging
 from ml_collections import config_flags
 
+from hrm_jax import config as config_lib
 from hrm_jax import train
+from hrm_jax.data.format import DatasetError
 
 _CONFIG = config_flags.DEFINE_config_file('config', None, 'Config file[:preset].', lock_config=True)
 _WORKDIR = flags.DEFINE_string('workdir', None, 'Directory for checkpoints, metrics and data.')
@@ -36,10 +40,15 @@ def main(argv):
   logging.info(
     'process %d/%d, devices: %s', jax.process_index(), jax.process_count(), jax.devices()
   )
-  if _MODE.value == 'train':
-    train.train_and_evaluate(cfg, _WORKDIR.value)
-  else:
-    train.evaluate_checkpoint(cfg, _WORKDIR.value, _EVAL_DATA.value)
+  try:
+    if _MODE.value == 'train':
+      train.train_and_evaluate(cfg, _WORKDIR.value)
+    else:
+      train.evaluate_checkpoint(cfg, _WORKDIR.value, _EVAL_DATA.value)
+  except (config_lib.ConfigError, DatasetError, FileNotFoundError) as e:
+    # Bad input from the user: one message naming the field, file or line; no traceback.
+    print(f'error: {e}', file=sys.stderr)
+    sys.exit(2)
 
 
 if __name__ == '__main__':

@@ -144,10 +144,10 @@ def train_and_evaluate(cfg: ml_collections.ConfigDict, workdir: str) -> dict[str
   Returns the final evaluation metrics.
   """
   config_lib.validate(cfg, jax.device_count())  # fail before building data or compiling
-  os.makedirs(workdir, exist_ok=True)
   data_dir = prepare_data(cfg, workdir)
   train_split = data_format.load_split(data_dir, 'train')
   test_split = data_format.load_split(data_dir, 'test')
+  os.makedirs(workdir, exist_ok=True)
   cfg, graphdef, state = _setup(
     cfg, train_split.metadata, loader.steps_per_epoch(train_split, cfg.train.global_batch_size)
   )

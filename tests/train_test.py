@@ -76,3 +76,14 @@ def test_rerun_resumes_instead_of_retraining(tiny_run, capsys):
   out = capsys.readouterr().out
   assert f'resumed from step {cfg.train.steps}' in out
   assert 'train step=' not in out
+
+
+def test_eval_with_raised_M_max_on_another_folder(tiny_run):
+  """Inference-time scaling: evaluate with M_max above training's, on an explicit folder."""
+  cfg, workdir, _ = tiny_run
+  cfg = cfg.copy_and_resolve_references()
+  cfg.eval.halt_max_steps = 2 * cfg.act.halt_max_steps
+  data_dir = os.path.join(workdir, 'data', os.listdir(os.path.join(workdir, 'data'))[0])
+  metrics = train.evaluate_checkpoint(cfg, workdir, eval_data=data_dir)
+  assert metrics['steps'] == 2 * 4
+  assert metrics['count'] == cfg.data.num_test

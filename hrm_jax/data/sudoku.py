@@ -29,6 +29,7 @@ from typing import Any, Optional
 import numpy as np
 from absl import logging
 
+from hrm_jax.config import ConfigError
 from hrm_jax.data.format import (
   DatasetError,
   Metadata,
@@ -648,15 +649,17 @@ def _field(
   if value is None and default is not _REQUIRED:
     value = default
   if value is _REQUIRED:
-    raise ValueError(f'data.{name} is missing')
+    raise ConfigError(f'data.{name} is missing')
   if kind is int:
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-      raise ValueError(f'data.{name} must be an integer, got {value!r}')
+      raise ConfigError(f'data.{name} must be an integer, got {value!r}')
     value = int(value)
     if (lo is not None and value < lo) or (hi is not None and value > hi):
-      raise ValueError(f'data.{name} must be in [{lo}, {"inf" if hi is None else hi}], got {value}')
+      raise ConfigError(
+        f'data.{name} must be in [{lo}, {"inf" if hi is None else hi}], got {value}'
+      )
   elif not isinstance(value, kind):
-    raise ValueError(f'data.{name} must be a {kind.__name__}, got {value!r}')
+    raise ConfigError(f'data.{name} must be a {kind.__name__}, got {value!r}')
   return value
 
 
@@ -681,7 +684,7 @@ def _generate_plan(cfg: Any, num_aug: int, seed: int) -> tuple[str, Callable[...
   for split in ('train', 'test'):
     lo, hi = (_field(cfg, f'{split}_{m}_blanks', int, lo=0, hi=MAX_BLANKS) for m in ('min', 'max'))
     if lo > hi:
-      raise ValueError(f'data.{split}_min_blanks ({lo}) must be <= data.{split}_max_blanks ({hi})')
+      raise ConfigError(f'data.{split}_min_blanks ({lo}) must be <= data.{split}_max_blanks ({hi})')
     gen[f'{split}_min_blanks'], gen[f'{split}_max_blanks'] = lo, hi
   name = (
     f'sudoku-gen-n{gen["num_train"]}-t{gen["num_test"]}-aug{num_aug}'
@@ -730,7 +733,7 @@ def prepare(data_cfg: Any, workdir: str) -> str:
     return path
   source = _field(data_cfg, 'source', str, 'generate')
   if source not in ('generate', 'csv'):
-    raise ValueError(f"data.source must be 'generate' or 'csv', got {source!r}")
+    raise ConfigError(f"data.source must be 'generate' or 'csv', got {source!r}")
   num_aug = _field(data_cfg, 'num_aug', int, 0, lo=0)
   seed = _field(data_cfg, 'seed', int, 0, lo=0)
   plan = _generate_plan if source == 'generate' else _csv_plan

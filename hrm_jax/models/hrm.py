@@ -19,12 +19,14 @@ from hrm_jax.models import layers, recurrence
 POS_ENCODINGS = ('rope', 'learned', 'none')
 
 
+DTYPES = {'float32': jnp.float32, 'bfloat16': jnp.bfloat16, 'float16': jnp.float16}
+
+
 def compute_dtype(name: str):
   """Maps a config string ('float32', 'bfloat16', 'float16') to a JAX dtype."""
-  dtypes = {'float32': jnp.float32, 'bfloat16': jnp.bfloat16, 'float16': jnp.float16}
-  if name not in dtypes:
-    raise ValueError(f'model.compute_dtype must be one of {sorted(dtypes)}, got {name!r}')
-  return dtypes[name]
+  if name not in DTYPES:
+    raise ValueError(f'model.compute_dtype must be one of {sorted(DTYPES)}, got {name!r}')
+  return DTYPES[name]
 
 
 def puzzle_prefix_len(cfg: Any) -> int:

@@ -1,0 +1,87 @@
+"""The command line: bad input stops with one clear message, before compiling, writing nothing."""
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+from hrm_jax import config as config_lib
+from tests import helpers
+
+
+def _run(*args, cwd=helpers.ROOT):
+  env = dict(os.environ, JAX_PLATFORMS='cpu')
+  return subprocess.run(
+    [sys.executable, '-m', 'hrm_jax.main', *args],
+    cwd=cwd,
+    env=env,
+    capture_output=True,
+    text=True,
+    timeout=120,
+  )
+
+
+def test_unknown_preset(tmp_path):
+  r = _run('--config=experiments/sudoku.py:nope', f'--workdir={tmp_path}/w')
+  assert r.returncode != 0
+  assert "unknown preset 'nope'" in r.stderr and "'cpu'" in r.stderr
+  assert not os.path.exists(tmp_path / 'w')
+
+
+def test_invalid_field_names_it_and_writes_nothing(tmp_path):
+  r = _run(
+    '--config=experiments/sudoku.py:cpu', f'--workdir={tmp_path}/w', '--config.model.H_cycles=0'
+  )
+  assert r.returncode == 2
+  assert r.stderr.strip().splitlines()[-1] == (
+    'error: invalid config: model.H_cycles: must be >= 1, got 0'
+  )
+  assert 'Traceback' not in r.stderr
+  assert not os.path.exists(tmp_path / 'w')
+
+
+def test_missing_data_folder(tmp_path):
+  r = _run(
+    '--config=experiments/sudoku.py:cpu',
+    f'--workdir={tmp_path}/w',
+    f'--config.data.path={tmp_path}/nowhere',
+  )
+  assert r.returncode == 2
+  assert f'{tmp_path}/nowhere' in r.stderr and 'Traceback' not in r.stderr
+  assert not os.path.exists(tmp_path / 'w')
+
+
+def test_csv_with_wrong_columns(tmp_path):
+  csv_dir = tmp_path / 'csv'
+  csv_dir.mkdir()
+  for name in ('train.csv', 'test.csv'):
+    (csv_dir / name).write_text('id,puzzle,solution\n1,' + '.' * 81 + ',' + '1' * 81 + '\n')
+  r = _run(
+    '--config=experiments/sudoku.py:cpu',
+    f'--workdir={tmp_path}/w',
+    '--config.data.source=csv',
+    f'--config.data.csv_dir={csv_dir}',
+  )
+  assert r.returncode == 2
+  assert 'train.csv' in r.stderr and 'source,question,answer,rating' in r.stderr
+  # Nothing partial: no dataset folder (temporary or final) was left behind.
+  data_root = tmp_path / 'w' / 'data'
+  assert not data_root.exists() or not any(data_root.iterdir())
+
+
+def test_eval_without_checkpoint(tmp_path):
+  r = _run('--config=experiments/sudoku.py:cpu', f'--workdir={tmp_path}/w', '--mode=eval')
+  assert r.returncode == 2 and 'no checkpoint' in r.stderr
+
+
+@pytest.mark.parametrize('devices,batch,ok', [(1, 3, True), (2, 3, False), (8, 768, True)])
+def test_batch_must_divide_over_devices(devices, batch, ok):
+  cfg = helpers.load_config('experiments/sudoku.py', 'cpu')
+  cfg.train.global_batch_size = batch
+  cfg.eval.batch_size = batch
+  if ok:
+    config_lib.validate(cfg, devices)
+  else:
+    with pytest.raises(config_lib.ConfigError, match='train.global_batch_size.*not divisible'):
+      config_lib.validate(cfg, devices)
