@@ -1,0 +1,49 @@
+"""Tests of hrm_jax.data.sudoku_gen: the bitmask solver and the puzzle generator."""
+
+import numpy as np
+import pytest
+
+from hrm_jax.data import sudoku, sudoku_gen
+
+
+@pytest.fixture(scope='module')
+def puzzles():
+  """(questions [24, 81], solutions [24, 81], ratings [24]) with 35..55 blanks."""
+  return sudoku_gen.generate_puzzles(24, np.random.default_rng(0), 35, 55)
+
+
+def _check_pairs(q, s):
+  q, s = np.asarray(q).reshape(-1, 81), np.asarray(s).reshape(-1, 81)
+  assert sudoku.is_valid_solution(s).all()
+  assert ((q == 0) | (q == s)).all()
+
+
+def test_generated_puzzles_unique_and_in_range(puzzles):
+  q, s, ratings = puzzles
+  assert q.shape == s.shape == (24, 81) and q.dtype == np.int8 and ratings.shape == (24,)
+  blanks = (q == 0).sum(1)
+  assert blanks.min() >= 35 and blanks.max() <= 55
+  _check_pairs(q, s)
+  for k in range(24):
+    assert sudoku_gen.count_solutions(q[k]) == 1
+    solution, dead_ends = sudoku_gen.solve(q[k])
+    np.testing.assert_array_equal(solution, s[k])
+    assert dead_ends == ratings[k] >= 0
+
+
+def test_generator_deterministic_across_workers(puzzles):
+  again = sudoku_gen.generate_puzzles(24, np.random.default_rng(0), 35, 55)
+  for a, b in zip(puzzles, again):
+    np.testing.assert_array_equal(a, b)
+  one = sudoku_gen.generate_puzzles(130, np.random.default_rng(4), 20, 30, num_workers=1)
+  two = sudoku_gen.generate_puzzles(130, np.random.default_rng(4), 20, 30, num_workers=2)
+  for a, b in zip(one, two):
+    np.testing.assert_array_equal(a, b)
+
+
+def test_solver_counts_multiple_solutions(puzzles):
+  q = puzzles[0][0].copy()
+  assert sudoku_gen.count_solutions(np.zeros(81, np.int8)) == 2
+  clash = q.copy()
+  clash[:2] = 5
+  assert sudoku_gen.count_solutions(clash) == 0 and sudoku_gen.solve(clash)[0] is None
