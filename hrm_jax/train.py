@@ -67,9 +67,11 @@ class Mesh:
     }
 
   def carry_sharding(self, carry):
+    """The ACT carry's shardings: every field split on its leading (batch) axis."""
     return jax.tree.map(lambda _: self.batch, carry)
 
   def state_sharding(self, state):
+    """The TrainState's shardings: everything replicated."""
     return jax.tree.map(lambda _: self.replicated, state)
 
 
