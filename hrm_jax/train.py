@@ -82,7 +82,7 @@ def _log(workdir: str, record: dict) -> None:
 
 
 def _fmt(d: dict) -> str:
-  return ' '.join(f'{k}={v:.4f}' if isinstance(v, float) else f'{k}={v}' for k, v in d.items())
+  return ' '.join(f'{k}={v:.4g}' if isinstance(v, float) else f'{k}={v}' for k, v in d.items())
 
 
 def make_eval_fn(cfg, graphdef, mesh: Mesh, M_max: int):

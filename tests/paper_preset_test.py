@@ -1,16 +1,12 @@
-"""The paper preset (27,275,266 parameters, bf16) runs a real train step on CPU.
+"""The paper preset (27,275,266 parameters, bf16) trains and evaluates on CPU with a small batch.
 
-Slow (minutes on 2 cores): skipped in CI, run with `pytest --runslow`. The fast suite checks the
-same preset's parameter count and config (hrm_test.py).
+About 45 s on 2 cores (most of it compiling the 27M-parameter step); data are generated.
 """
-
-import pytest
 
 from hrm_jax import train
 from tests import helpers
 
 
-@pytest.mark.slow
 def test_paper_preset_trains_with_a_small_batch(tmp_path):
   cfg = helpers.load_config('experiments/sudoku.py')
   cfg.data.update(source='generate', num_train=100, num_test=8, num_aug=1)
