@@ -7,6 +7,7 @@ import os
 
 os.environ.setdefault('JAX_PLATFORMS', 'cpu')
 
+import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
 from tests import helpers  # noqa: E402
@@ -34,3 +35,11 @@ def tiny_run(tmp_path_factory):
   cfg = helpers.tiny_config()
   metrics = train.train_and_evaluate(cfg, workdir)
   return cfg, workdir, metrics
+
+
+@pytest.fixture(scope='session')
+def puzzles():
+  """Generated Sudokus: (questions [24, 81], solutions [24, 81], ratings [24]), 35..55 blanks."""
+  from hrm_jax.data import sudoku_gen
+
+  return sudoku_gen.generate_puzzles(24, np.random.default_rng(0), 35, 55)

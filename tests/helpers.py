@@ -32,3 +32,14 @@ def tiny_config():
   cfg.eval.update(batch_size=16)
   cfg.opt.update(lr=3e-3, puzzle_emb_lr=3e-3, lr_warmup_steps=5)
   return cfg
+
+
+def check_sudoku_pairs(q, s):
+  """Asserts each solution is a valid Sudoku and each question agrees with it on its givens."""
+  import numpy as np
+
+  from hrm_jax.data import sudoku
+
+  q, s = np.asarray(q).reshape(-1, 81), np.asarray(s).reshape(-1, 81)
+  assert sudoku.is_valid_solution(s).all()
+  assert ((q == 0) | (q == s)).all()

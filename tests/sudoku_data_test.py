@@ -9,18 +9,7 @@ import pytest
 
 from hrm_jax.data import format as fmt
 from hrm_jax.data import sudoku, sudoku_gen
-
-
-@pytest.fixture(scope='module')
-def puzzles():
-  """(questions [24, 81], solutions [24, 81], ratings [24]) with 35..55 blanks."""
-  return sudoku_gen.generate_puzzles(24, np.random.default_rng(0), 35, 55)
-
-
-def _check_pairs(q, s):
-  q, s = np.asarray(q).reshape(-1, 81), np.asarray(s).reshape(-1, 81)
-  assert sudoku.is_valid_solution(s).all()
-  assert ((q == 0) | (q == s)).all()
+from tests import helpers
 
 
 def test_is_valid_solution_rejects_broken_grids(puzzles):
@@ -36,12 +25,12 @@ def test_augment_preserves_validity_and_blanks(puzzles):
   for k in range(8):
     board, solution = sudoku.augment(q[k].reshape(9, 9), s[k].reshape(9, 9), rng)
     assert board.shape == solution.shape == (9, 9)
-    _check_pairs(board, solution)
+    helpers.check_sudoku_pairs(board, solution)
     assert (board == 0).sum() == (q[k] == 0).sum()
     assert not np.array_equal(solution.reshape(81), s[k])
     assert sudoku_gen.count_solutions(board) == 1
   many_q, many_s = sudoku.augment_many(np.repeat(q, 5, 0), np.repeat(s, 5, 0), rng)
-  _check_pairs(many_q, many_s)
+  helpers.check_sudoku_pairs(many_q, many_s)
   np.testing.assert_array_equal((many_q == 0).sum(1), np.repeat((q == 0).sum(1), 5))
 
 
@@ -111,7 +100,7 @@ def test_build_from_csv_aug_difficulty_subsample(tmp_path, csv_dir, puzzles):
   np.testing.assert_array_equal(train.group_indices, [0, 4, 8, 12, 16])
   assert test.num_groups == 2  # ratings 6, 7 of the 8 test rows
   q, s = train.inputs - 1, train.labels - 1
-  _check_pairs(q, s)
+  helpers.check_sudoku_pairs(q, s)
   originals = {row.tobytes() for row in puzzles[0][6:16]}
   for g in range(4):
     base = q[4 * g]

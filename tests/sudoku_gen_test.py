@@ -1,21 +1,9 @@
 """Tests of hrm_jax.data.sudoku_gen: the bitmask solver and the puzzle generator."""
 
 import numpy as np
-import pytest
 
-from hrm_jax.data import sudoku, sudoku_gen
-
-
-@pytest.fixture(scope='module')
-def puzzles():
-  """(questions [24, 81], solutions [24, 81], ratings [24]) with 35..55 blanks."""
-  return sudoku_gen.generate_puzzles(24, np.random.default_rng(0), 35, 55)
-
-
-def _check_pairs(q, s):
-  q, s = np.asarray(q).reshape(-1, 81), np.asarray(s).reshape(-1, 81)
-  assert sudoku.is_valid_solution(s).all()
-  assert ((q == 0) | (q == s)).all()
+from hrm_jax.data import sudoku_gen
+from tests import helpers
 
 
 def test_generated_puzzles_unique_and_in_range(puzzles):
@@ -23,7 +11,7 @@ def test_generated_puzzles_unique_and_in_range(puzzles):
   assert q.shape == s.shape == (24, 81) and q.dtype == np.int8 and ratings.shape == (24,)
   blanks = (q == 0).sum(1)
   assert blanks.min() >= 35 and blanks.max() <= 55
-  _check_pairs(q, s)
+  helpers.check_sudoku_pairs(q, s)
   for k in range(24):
     assert sudoku_gen.count_solutions(q[k]) == 1
     solution, dead_ends = sudoku_gen.solve(q[k])
