@@ -7,13 +7,16 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
+import pytest
 
 from hrm_jax import config as config_lib
 from hrm_jax import train_step as ts
 from tests import helpers
 
 
-def _setup():
+@pytest.fixture(scope='module')
+def setup():
+  """(cfg, state, carry, jitted step without donation, batch): one compilation per module."""
   cfg = helpers.tiny_config()
   cfg.train.global_batch_size = 4
   cfg = config_lib.resolve(cfg, 1.0)
@@ -31,8 +34,8 @@ def _setup():
   return cfg, state, carry, step, batch
 
 
-def test_one_step_contract_and_golden_metrics():
-  cfg, state, carry, step, batch = _setup()
+def test_one_step_contract_and_golden_metrics(setup):
+  cfg, state, carry, step, batch = setup
   new_state, new_carry, m = step(state, carry, batch)
   assert int(new_state.step) == 1
   chex.assert_trees_all_equal_shapes(new_state.params, state.params)
@@ -55,8 +58,8 @@ def test_one_step_contract_and_golden_metrics():
     np.testing.assert_allclose(got[k], v, rtol=2e-4, err_msg=k)
 
 
-def test_second_step_keeps_unhalted_rows():
-  cfg, state, carry, step, batch = _setup()
+def test_second_step_keeps_unhalted_rows(setup):
+  cfg, state, carry, step, batch = setup
   state, carry, _ = step(state, carry, batch)
   other = {k: v + 1 if k != 'puzzle_identifiers' else v for k, v in batch.items()}
   _, carry2, _ = step(state, carry, other)
