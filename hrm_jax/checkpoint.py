@@ -16,7 +16,7 @@ import orbax.checkpoint as ocp
 def manager(workdir: str, max_to_keep: int = 3, read_only: bool = False) -> ocp.CheckpointManager:
   """A CheckpointManager over `<workdir>/checkpoints` keeping the last `max_to_keep` steps."""
   options = ocp.CheckpointManagerOptions(
-    max_to_keep=max_to_keep, create=not read_only, read_only=read_only
+    max_to_keep=None if read_only else max_to_keep, create=not read_only, read_only=read_only
   )
   return ocp.CheckpointManager(
     os.path.join(os.path.abspath(workdir), 'checkpoints'), options=options
