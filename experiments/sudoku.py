@@ -35,7 +35,7 @@ def _cpu(c):
     L_layers=1,
     H_cycles=2,
     L_cycles=2,
-    compute_dtype='float32',  # bf16 is several times slower on CPUs without bf16 units
+    compute_dtype='float32',  # bf16 gains nothing on CPUs without bf16 units (README bench)
     puzzle_emb_ndim=64,
   )
   c.act.update(halt_max_steps=8)
