@@ -11,7 +11,6 @@ for N·T in {4, 16, 64}, which the 1-step gradient keeps flat (and, with
 --config.model.gradient=full, which grows with N·T).
 """
 
-import functools
 import resource
 import time
 
@@ -51,10 +50,7 @@ def _compiled_step(cfg, shapes):
   vocab, seq_len, num_ids = shapes
   graphdef, state = ts.init_state(cfg, vocab, seq_len, num_ids)
   carry = ts.init_carry(graphdef, state, cfg.train.global_batch_size, seq_len)
-  step = jax.jit(
-    functools.partial(ts.train_step, graphdef=graphdef, cfg=ml_collections.FrozenConfigDict(cfg)),
-    donate_argnums=(0, 1),
-  )
+  step = ts.jit_train_step(graphdef, cfg, donate_argnums=(0, 1))
   return step, state, carry
 
 
@@ -72,13 +68,11 @@ def main(argv):
   config_lib.validate(cfg, jax.device_count())
   meta = TASK_METADATA[cfg.data.name]
   shapes = (meta.vocab_size, meta.seq_len, meta.num_puzzle_identifiers)
-  graphdef, state = ts.init_state(cfg, *shapes)
+  step, state, carry = _compiled_step(cfg, shapes)  # jit compiles lazily, at the first call
   print(f'params: {ts.count_params(state.params)}')
   if _PARAMS_ONLY.value:
     return
-  del graphdef, state
   B = cfg.train.global_batch_size
-  step, state, carry = _compiled_step(cfg, shapes)
   rng = np.random.default_rng(0)
   t0 = time.perf_counter()
   state, carry, m = step(state, carry, random_batch(rng, B, *shapes))

@@ -154,10 +154,13 @@ def validate(cfg: ml_collections.ConfigDict, num_devices: int = 1) -> None:
 
 
 def resolve(cfg: ml_collections.ConfigDict, steps_per_epoch: float) -> ml_collections.ConfigDict:
-  """A copy with train.total_steps and train.eval_every filled in from the data (§5.5)."""
+  """A copy with every derived field filled in: train.total_steps and train.eval_every from the
+  data (§5.5), eval.batch_size and eval.halt_max_steps from their training counterparts."""
   cfg = ml_collections.ConfigDict(cfg.to_dict())
   t = cfg.train
   t.total_steps = t.steps or max(1, math.floor(t.epochs * steps_per_epoch))
   if not t.eval_every:
     t.eval_every = max(1, math.floor(t.eval_interval * steps_per_epoch))
+  cfg.eval.batch_size = cfg.eval.batch_size or t.global_batch_size
+  cfg.eval.halt_max_steps = cfg.eval.halt_max_steps or cfg.act.halt_max_steps
   return cfg

@@ -22,7 +22,7 @@ def stablemax_log_probs(logits: jax.Array) -> jax.Array:
 
   s(x) = 1/(1-x) for x < 0, x+1 otherwise; log p_k = log s(x_k) - log Σ_j s(x_j).
   The reference computes this in float64; JAX runs without x64 by default, and in log form
-  (log1p) fp32 is accurate to ~1e-7 relative for the vocabularies used here (≤ 12), so we stay
+  (log1p) fp32 agrees with the float64 formula to 1e-5 relative (tested), so we stay
   in fp32 rather than silently requesting a dtype that would be downcast.
   """
   x = logits.astype(jnp.float32)

@@ -15,6 +15,7 @@ import time
 from typing import Iterator, Optional
 
 import jax
+import jax.numpy as jnp
 import ml_collections
 import numpy as np
 from jax.sharding import NamedSharding
@@ -27,15 +28,24 @@ from hrm_jax.data import format as data_format
 from hrm_jax.data import loader, sudoku
 
 DATA_BUILDERS = {'sudoku': sudoku.prepare}
+# Training metrics shown on the progress line (metrics.jsonl gets all of them).
+TRAIN_SHOWN = (
+  'lm_loss',
+  'accuracy',
+  'exact_accuracy',
+  'blank_accuracy',
+  'steps',
+  'lr',
+  'steps_per_s',
+)
 
 
 def prepare_data(cfg: ml_collections.ConfigDict, workdir: str) -> str:
   """Resolves `cfg.data` to a dataset folder in the reference format, building it if needed."""
   if cfg.data.path:
-    data_format.load_metadata(cfg.data.path, 'train')  # validates; names the folder if bad
-    return cfg.data.path
+    return cfg.data.path  # validated by the load_split calls that follow
   if cfg.data.name not in DATA_BUILDERS:
-    raise ValueError(
+    raise config_lib.ConfigError(
       f'invalid config: data.name: unknown dataset {cfg.data.name!r}; '
       f'choose one of {sorted(DATA_BUILDERS)} or set data.path'
     )
@@ -85,10 +95,13 @@ def _fmt(d: dict) -> str:
   return ' '.join(f'{k}={v:.4g}' if isinstance(v, float) else f'{k}={v}' for k, v in d.items())
 
 
-def make_eval_fn(cfg, graphdef, mesh: Mesh, M_max: int):
-  """Jitted `eval_step` with replicated weights and a `data`-sharded batch."""
+def make_eval_fn(cfg, graphdef, mesh: Mesh):
+  """Jitted `eval_step` (M_max = eval.halt_max_steps) with replicated weights, sharded batch."""
   fn = functools.partial(
-    ts.eval_step, graphdef=graphdef, cfg=ml_collections.FrozenConfigDict(cfg), M_max=M_max
+    ts.eval_step,
+    graphdef=graphdef,
+    cfg=ml_collections.FrozenConfigDict(cfg),
+    M_max=cfg.eval.halt_max_steps,
   )
   return jax.jit(fn, in_shardings=(mesh.replicated, mesh.replicated, mesh.replicated, mesh.batch))
 
@@ -97,19 +110,19 @@ def run_eval(
   cfg, eval_fn, params, buffers, table, split: data_format.Split, mesh: Mesh
 ) -> dict[str, float]:
   """Evaluates on the whole test split (or eval.max_examples of it); returns mean metrics."""
-  batch_size = cfg.eval.batch_size or cfg.train.global_batch_size
+  batch_size = cfg.eval.batch_size
   batches = loader.eval_batches(split, batch_size, jax.process_index(), jax.process_count())
   if cfg.eval.max_examples:
     batches = itertools.islice(batches, math.ceil(cfg.eval.max_examples / batch_size))
-  sums: dict = {}
-  for batch in batches:
+  sums = None
+  for batch in batches:  # sums stay on device: one host transfer per evaluation
     metrics, _, _ = eval_fn(params, buffers, table, mesh.global_batch(batch))
-    for k, v in jax.device_get(metrics).items():
-      sums[k] = sums.get(k, 0.0) + float(v)
-  return losses.normalize_metrics(sums)
+    sums = metrics if sums is None else jax.tree.map(jnp.add, sums, metrics)
+  return losses.normalize_metrics(jax.device_get(sums))
 
 
 def _report_eval(workdir: str, step: int, metrics: dict, M_max: int) -> None:
+  """Prints the contract's `eval step=...` line and appends the metrics to metrics.jsonl."""
   print(
     'eval '
     + _fmt(
@@ -129,11 +142,19 @@ def _report_eval(workdir: str, step: int, metrics: dict, M_max: int) -> None:
 def _setup(
   cfg: ml_collections.ConfigDict, meta: data_format.Metadata, steps_per_epoch: float = 1.0
 ):
-  """Resolves and validates the config and builds the initial (graphdef, state) for `meta`."""
-  config_lib.validate(cfg, jax.device_count())
+  """Resolves the (validated) config and builds the initial (graphdef, state) for `meta`."""
   cfg = config_lib.resolve(cfg, steps_per_epoch)
   graphdef, state = ts.init_state(cfg, meta.vocab_size, meta.seq_len, meta.num_puzzle_identifiers)
   return cfg, graphdef, state
+
+
+def _place(mesh: Mesh, graphdef, state: ts.TrainState, batch_size: int, seq_len: int):
+  """(state, all-halted carry) placed on the mesh: the target that restores are read into."""
+  carry = ts.init_carry(graphdef, state, batch_size, seq_len)
+  return (
+    jax.device_put(state, mesh.state_sharding(state)),
+    jax.device_put(carry, mesh.carry_sharding(carry)),
+  )
 
 
 def _train_metadata_path(workdir: str) -> str:
@@ -165,9 +186,7 @@ def train_and_evaluate(cfg: ml_collections.ConfigDict, workdir: str) -> dict[str
     flush=True,
   )
 
-  carry = ts.init_carry(graphdef, state, t.global_batch_size, train_split.metadata.seq_len)
-  state = jax.device_put(state, mesh.state_sharding(state))
-  carry = jax.device_put(carry, mesh.carry_sharding(carry))
+  state, carry = _place(mesh, graphdef, state, t.global_batch_size, train_split.metadata.seq_len)
   mngr = checkpoint.manager(workdir, cfg.ckpt.max_to_keep)
   start = 0
   if mngr.latest_step() is not None:
@@ -177,14 +196,14 @@ def train_and_evaluate(cfg: ml_collections.ConfigDict, workdir: str) -> dict[str
   else:
     _log(workdir, dict(step=0, split='meta', num_params=ts.count_params(state.params)))
 
-  step_fn = jax.jit(
-    functools.partial(ts.train_step, graphdef=graphdef, cfg=ml_collections.FrozenConfigDict(cfg)),
+  step_fn = ts.jit_train_step(
+    graphdef,
+    cfg,
     in_shardings=(mesh.state_sharding(state), mesh.carry_sharding(carry), mesh.batch),
     out_shardings=(mesh.state_sharding(state), mesh.carry_sharding(carry), mesh.replicated),
     donate_argnums=(0, 1),
   )
-  M_eval = cfg.eval.halt_max_steps or cfg.act.halt_max_steps
-  eval_fn = make_eval_fn(cfg, graphdef, mesh, M_eval)
+  eval_fn = make_eval_fn(cfg, graphdef, mesh)
   epochs_per_iter = max(
     1, math.ceil(t.eval_every / loader.steps_per_epoch(train_split, t.global_batch_size))
   )
@@ -206,9 +225,10 @@ def train_and_evaluate(cfg: ml_collections.ConfigDict, workdir: str) -> dict[str
     pending.append(metrics)
     if step % t.log_every == 0 or step == t.total_steps:
       # The only host sync of the loop: once per log interval, after dispatching the step.
-      sums = jax.tree.map(lambda *xs: float(np.sum(xs)), *jax.device_get(pending))
-      lr = float(jax.device_get(pending[-1]['lr']))
+      fetched = jax.device_get(pending)
       pending = []
+      lr = float(fetched[-1]['lr'])
+      sums = jax.tree.map(lambda *xs: float(np.sum(xs)), *fetched)
       sums.pop('lr')
       m = losses.normalize_metrics(sums, t.global_batch_size * t.log_every)
       if not all(math.isfinite(v) for v in m.values()):
@@ -216,33 +236,13 @@ def train_and_evaluate(cfg: ml_collections.ConfigDict, workdir: str) -> dict[str
       now = time.time()
       m.update(lr=lr, steps_per_s=(step - tick_step) / (now - tick))
       tick, tick_step = now, step
-      print(
-        'train '
-        + _fmt(
-          dict(
-            step=step,
-            **{
-              k: m[k]
-              for k in (
-                'lm_loss',
-                'accuracy',
-                'exact_accuracy',
-                'blank_accuracy',
-                'steps',
-                'lr',
-                'steps_per_s',
-              )
-            },
-          )
-        ),
-        flush=True,
-      )
+      print('train ' + _fmt(dict(step=step, **{k: m[k] for k in TRAIN_SHOWN})), flush=True)
       _log(workdir, dict(step=step, split='train', **m))
     if step % t.eval_every == 0 or step == t.total_steps:
       eval_metrics = run_eval(
         cfg, eval_fn, state.params, state.buffers, state.puzzle_emb, test_split, mesh
       )
-      _report_eval(workdir, step, eval_metrics, M_eval)
+      _report_eval(workdir, step, eval_metrics, cfg.eval.halt_max_steps)
     if step % ckpt_every == 0 or step == t.total_steps:
       checkpoint.save(mngr, step, {'state': state, 'carry': carry})
   mngr.wait_until_finished()
@@ -252,7 +252,7 @@ def train_and_evaluate(cfg: ml_collections.ConfigDict, workdir: str) -> dict[str
     eval_metrics = run_eval(
       cfg, eval_fn, state.params, state.buffers, state.puzzle_emb, test_split, mesh
     )
-    _report_eval(workdir, start, eval_metrics, M_eval)
+    _report_eval(workdir, start, eval_metrics, cfg.eval.halt_max_steps)
   return eval_metrics
 
 
@@ -288,20 +288,10 @@ def evaluate_checkpoint(
     )
   cfg, graphdef, state = _setup(cfg, meta)
   mesh = Mesh()
-  carry = ts.init_carry(graphdef, state, cfg.train.global_batch_size, test_split.metadata.seq_len)
-  state = jax.device_put(state, mesh.state_sharding(state))
-  carry = jax.device_put(carry, mesh.carry_sharding(carry))
+  state, carry = _place(mesh, graphdef, state, cfg.train.global_batch_size, meta.seq_len)
   step, restored = checkpoint.restore(mngr, {'state': state, 'carry': carry})
   state = restored['state']
-  M_eval = cfg.eval.halt_max_steps or cfg.act.halt_max_steps
-  metrics = run_eval(
-    cfg,
-    make_eval_fn(cfg, graphdef, mesh, M_eval),
-    state.params,
-    state.buffers,
-    state.puzzle_emb,
-    test_split,
-    mesh,
-  )
-  _report_eval(workdir, step, metrics, M_eval)
+  eval_fn = make_eval_fn(cfg, graphdef, mesh)
+  metrics = run_eval(cfg, eval_fn, state.params, state.buffers, state.puzzle_emb, test_split, mesh)
+  _report_eval(workdir, step, metrics, cfg.eval.halt_max_steps)
   return metrics

@@ -7,6 +7,7 @@ FrozenConfigDict).
 
 from __future__ import annotations
 
+import functools
 import math
 from typing import Any
 
@@ -155,6 +156,12 @@ def train_step(
   metrics['lr'] = lr_sched(t)
   new_state = state.replace(step=t, params=params, opt_state=opt_state, puzzle_emb=table)
   return new_state, new_carry, metrics
+
+
+def jit_train_step(graphdef, cfg: ml_collections.ConfigDict, **jit_kwargs):
+  """`train_step` bound to (graphdef, cfg) and jitted; `jit_kwargs` go to `jax.jit`."""
+  fn = functools.partial(train_step, graphdef=graphdef, cfg=ml_collections.FrozenConfigDict(cfg))
+  return jax.jit(fn, **jit_kwargs)
 
 
 def eval_step(

@@ -1,11 +1,7 @@
 """The jitted train step: its contract, and a golden record of one step of a tiny model."""
 
-import functools
-
 import chex
-import jax
 import jax.numpy as jnp
-import ml_collections
 import numpy as np
 import pytest
 
@@ -22,9 +18,7 @@ def setup():
   cfg = config_lib.resolve(cfg, 1.0)
   graphdef, state = ts.init_state(cfg, 11, 81, 3)
   carry = ts.init_carry(graphdef, state, 4, 81)
-  step = jax.jit(
-    functools.partial(ts.train_step, graphdef=graphdef, cfg=ml_collections.FrozenConfigDict(cfg))
-  )
+  step = ts.jit_train_step(graphdef, cfg)
   rng = np.random.default_rng(0)
   batch = dict(
     inputs=jnp.asarray(rng.integers(1, 11, (4, 81)), jnp.int32),
