@@ -3,6 +3,10 @@
 The carry is training state (sequences in the middle of deep supervision live there), so it is
 saved and restored with the parameters. Orbax writes each step to a temporary directory and
 renames it on commit, so an interrupted save never replaces the previous checkpoint.
+
+With EMA on (TRM), a checkpoint holds both the raw weights (to resume training exactly) and
+their average `ema_params`, which `--mode=eval` and every evaluation use. The reference saves
+only the EMA copy as its model file (spec §4.5), so it cannot resume the raw weights.
 """
 
 from __future__ import annotations

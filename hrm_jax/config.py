@@ -12,7 +12,8 @@ import math
 import ml_collections
 
 from hrm_jax import losses
-from hrm_jax.models import hrm, recurrence
+from hrm_jax.models import layers, recurrence
+from hrm_jax.models import model as model_lib
 
 
 def base_config() -> ml_collections.ConfigDict:
@@ -21,11 +22,11 @@ def base_config() -> ml_collections.ConfigDict:
   c.seed = 0
 
   c.model = dict(
-    arch='hrm',
+    arch='hrm',  # hrm | trm | trm_single_z | transformer (see hrm_jax/models/model.py)
     hidden_size=512,
     num_heads=8,
     expansion=4.0,
-    H_layers=4,
+    H_layers=4,  # TRM: 0 = the y-update shares the z-update's network
     L_layers=4,
     H_cycles=2,
     L_cycles=2,
@@ -35,8 +36,11 @@ def base_config() -> ml_collections.ConfigDict:
     puzzle_emb_ndim=512,
     puzzle_emb_len=0,  # 0: ceil(puzzle_emb_ndim / hidden_size) prefix slots (HRM)
     compute_dtype='bfloat16',
-    gradient='one_step',  # or 'full' (backprop through all cycles; ablation)
+    gradient='one_step',  # one_step (HRM) | last_cycle (TRM) | full (all cycles; ablation)
+    token_mixer='attention',  # or 'mlp': SwiGLU over the sequence axis (TRM-MLP, §4.4)
   )
+  # EMA of the trainable weights (TRM §4.5): evaluation uses the average, training the raw ones.
+  c.ema = dict(enabled=False, rate=0.999)
   c.act = dict(
     halt_max_steps=16,
     halt_exploration_prob=0.1,
@@ -101,21 +105,32 @@ def _check(cond: bool, field: str, msg: str):
 def validate(cfg: ml_collections.ConfigDict, num_devices: int = 1) -> None:
   """Raises ConfigError naming the field for impossible values, before anything compiles."""
   m, a, t = cfg.model, cfg.act, cfg.train
-  _check(m.arch == 'hrm', 'model.arch', f"must be 'hrm', got {m.arch!r}")
-  for f in ('hidden_size', 'num_heads', 'H_layers', 'L_layers', 'H_cycles', 'L_cycles'):
-    _check(m[f] >= 1, f'model.{f}', f'must be >= 1, got {m[f]}')
   _check(
-    m.hidden_size % m.num_heads == 0, 'model.num_heads', f'must divide hidden_size {m.hidden_size}'
+    m.arch in model_lib.ARCHS, 'model.arch', f'must be one of {model_lib.ARCHS}, got {m.arch!r}'
   )
+  for f in ('hidden_size', 'num_heads', 'H_cycles', 'L_cycles'):
+    _check(m[f] >= 1, f'model.{f}', f'must be >= 1, got {m[f]}')
+  if model_lib.has_f_L(m):
+    _check(m.L_layers >= 1, 'model.L_layers', f'must be >= 1, got {m.L_layers}')
+  if model_lib.has_separate_f_H(m):
+    _check(m.H_layers >= 1, 'model.H_layers', f'must be >= 1, got {m.H_layers}')
+  _check(
+    m.token_mixer in layers.TOKEN_MIXERS,
+    'model.token_mixer',
+    f'must be one of {layers.TOKEN_MIXERS}, got {m.token_mixer!r}',
+  )
+  # head_dim = hidden // num_heads need not divide evenly: the reference's 12-head baseline
+  # has head_dim 42 and an o_proj from 504 to 512 (spec §4.7).
+  _check(m.num_heads <= m.hidden_size, 'model.num_heads', f'must be <= hidden_size {m.hidden_size}')
   _check(
     (m.hidden_size // m.num_heads) % 2 == 0 or m.pos_encodings != 'rope',
     'model.num_heads',
     'RoPE needs an even head dimension',
   )
   _check(
-    m.pos_encodings in hrm.POS_ENCODINGS,
+    m.pos_encodings in model_lib.POS_ENCODINGS,
     'model.pos_encodings',
-    f'must be one of {hrm.POS_ENCODINGS}, got {m.pos_encodings!r}',
+    f'must be one of {model_lib.POS_ENCODINGS}, got {m.pos_encodings!r}',
   )
   _check(
     m.gradient in recurrence.GRADIENT_MODES,
@@ -124,10 +139,11 @@ def validate(cfg: ml_collections.ConfigDict, num_devices: int = 1) -> None:
   )
   _check(m.puzzle_emb_ndim >= 0, 'model.puzzle_emb_ndim', 'must be >= 0')
   _check(
-    m.compute_dtype in hrm.DTYPES,
+    m.compute_dtype in model_lib.DTYPES,
     'model.compute_dtype',
-    f'must be one of {sorted(hrm.DTYPES)}, got {m.compute_dtype!r}',
+    f'must be one of {sorted(model_lib.DTYPES)}, got {m.compute_dtype!r}',
   )
+  _check(0.0 <= cfg.ema.rate < 1.0, 'ema.rate', f'must be in [0, 1), got {cfg.ema.rate}')
   _check(a.halt_max_steps >= 1, 'act.halt_max_steps', f'must be >= 1, got {a.halt_max_steps}')
   _check(0.0 <= a.halt_exploration_prob <= 1.0, 'act.halt_exploration_prob', 'must be in [0, 1]')
   _check(a.halt_rule in ('q_continue', 'zero'), 'act.halt_rule', f'unknown rule {a.halt_rule!r}')

@@ -240,7 +240,7 @@ def train_and_evaluate(cfg: ml_collections.ConfigDict, workdir: str) -> dict[str
       _log(workdir, dict(step=step, split='train', **m))
     if step % t.eval_every == 0 or step == t.total_steps:
       eval_metrics = run_eval(
-        cfg, eval_fn, state.params, state.buffers, state.puzzle_emb, test_split, mesh
+        cfg, eval_fn, ts.eval_params(state), state.buffers, state.puzzle_emb, test_split, mesh
       )
       _report_eval(workdir, step, eval_metrics, cfg.eval.halt_max_steps)
     if step % ckpt_every == 0 or step == t.total_steps:
@@ -250,7 +250,7 @@ def train_and_evaluate(cfg: ml_collections.ConfigDict, workdir: str) -> dict[str
   if not eval_metrics and start >= t.total_steps:
     print(f'already trained to step {start}; evaluating', flush=True)
     eval_metrics = run_eval(
-      cfg, eval_fn, state.params, state.buffers, state.puzzle_emb, test_split, mesh
+      cfg, eval_fn, ts.eval_params(state), state.buffers, state.puzzle_emb, test_split, mesh
     )
     _report_eval(workdir, start, eval_metrics, cfg.eval.halt_max_steps)
   return eval_metrics
@@ -292,6 +292,8 @@ def evaluate_checkpoint(
   step, restored = checkpoint.restore(mngr, {'state': state, 'carry': carry})
   state = restored['state']
   eval_fn = make_eval_fn(cfg, graphdef, mesh)
-  metrics = run_eval(cfg, eval_fn, state.params, state.buffers, state.puzzle_emb, test_split, mesh)
+  metrics = run_eval(
+    cfg, eval_fn, ts.eval_params(state), state.buffers, state.puzzle_emb, test_split, mesh
+  )
   _report_eval(workdir, step, metrics, cfg.eval.halt_max_steps)
   return metrics

@@ -1,4 +1,8 @@
-"""Pure train and evaluation steps: ACT segment, loss, gradients and both optimizer updates.
+"""Pure train and evaluation steps: ACT segment, loss, gradients, both optimizer updates, EMA.
+
+One step serves every arch of `models/model.py` (HRM, TRM and the ablations): the config picks
+the network, the gradient schedule, the halting rule and whether the Q-continue target (an
+extra no-grad segment) and the EMA of the weights are computed.
 
 No I/O and no host synchronisation here. `train.py` jits these once with shardings and buffer
 donation; static arguments (`graphdef`, `cfg`) are hashable (a Flax GraphDef and a
@@ -18,7 +22,8 @@ import ml_collections
 from flax import nnx
 
 from hrm_jax import losses, optim
-from hrm_jax.models import act, hrm, layers
+from hrm_jax.models import act, layers
+from hrm_jax.models import model as model_lib
 
 
 @flax.struct.dataclass
@@ -28,7 +33,8 @@ class TrainState:
   step: int32 scalar, optimizer steps taken. params: pure dict of trainable arrays (fp32).
   opt_state: Adam-atan2 state. puzzle_emb: [num_puzzle_identifiers, E] table, trained only
   by sparse sign-SGD. buffers: pure dict of non-trainable arrays (H_init, L_init). key: PRNG
-  key from which step t draws `fold_in(key, t)`.
+  key from which step t draws `fold_in(key, t)`. ema_params: the exponential moving average
+  of `params` when `ema.enabled` (TRM §4.5), else None.
   """
 
   step: jax.Array
@@ -37,13 +43,12 @@ class TrainState:
   puzzle_emb: jax.Array
   buffers: Any
   key: jax.Array
+  ema_params: Any = None
 
 
 def build_model(cfg: ml_collections.ConfigDict, vocab_size: int, seq_len: int, seed: int):
   """Builds the network named by `cfg.model.arch` with initial weights from `seed`."""
-  if cfg.model.arch != 'hrm':
-    raise ValueError(f"model.arch must be 'hrm', got {cfg.model.arch!r}")
-  return hrm.HRM(cfg.model, vocab_size, seq_len, rngs=nnx.Rngs(seed))
+  return model_lib.ReasoningModel(cfg.model, vocab_size, seq_len, rngs=nnx.Rngs(seed))
 
 
 def split_model(model: nnx.Module):
@@ -81,8 +86,23 @@ def init_state(
     puzzle_emb=table,
     buffers=buffers,
     key=jax.random.key_data(jax.random.key(cfg.seed + 1)),
+    # The average starts from the initial weights, as the reference's EMAHelper.register.
+    ema_params=jax.tree.map(jnp.copy, params) if cfg.ema.enabled else None,
   )
   return graphdef, state
+
+
+def ema_update(ema_params, params, rate: float):
+  """ema ← rate·ema + (1 − rate)·params, leaf by leaf (fp32), after every step (§4.5)."""
+  return jax.tree.map(lambda e, p: rate * e + (1.0 - rate) * p, ema_params, params)
+
+
+def eval_params(state: TrainState):
+  """The weights evaluation and export use: the EMA average when kept, else the raw ones.
+
+  Puzzle embeddings and H_init/L_init are never averaged (§4.5): they come from `state`.
+  """
+  return state.params if state.ema_params is None else state.ema_params
 
 
 def init_carry(graphdef, state: TrainState, batch_size: int, seq_len: int) -> act.Carry:
@@ -154,7 +174,12 @@ def train_step(
   )
   metrics = losses.metric_sums(stats, halted, steps, q_halt, carry.inputs, carry.labels)
   metrics['lr'] = lr_sched(t)
-  new_state = state.replace(step=t, params=params, opt_state=opt_state, puzzle_emb=table)
+  ema_params = state.ema_params
+  if ema_params is not None:
+    ema_params = ema_update(ema_params, params, cfg.ema.rate)
+  new_state = state.replace(
+    step=t, params=params, opt_state=opt_state, puzzle_emb=table, ema_params=ema_params
+  )
   return new_state, new_carry, metrics
 
 

@@ -4,6 +4,8 @@ import os
 import subprocess
 import sys
 
+import pytest
+
 from tests import helpers
 
 
@@ -21,9 +23,12 @@ def _bench(*args):
   return dict(line.split(': ', 1) for line in r.stdout.splitlines() if ': ' in line)
 
 
-def test_params_only_counts_the_paper_model():
-  out = _bench('--config=experiments/sudoku.py', '--params_only')
-  assert out == {'params': '27275266'}
+@pytest.mark.parametrize(
+  'preset,count', [('', 27_275_266), ('trm_att', 6_828_034), ('trm_mlp', 5_028_866)]
+)
+def test_params_only_counts_the_paper_models(preset, count):
+  out = _bench(f'--config=experiments/sudoku.py:{preset}', '--params_only')
+  assert out == {'params': str(count)}
 
 
 def test_timing_lines_for_a_tiny_model():

@@ -1,22 +1,32 @@
 """Shared test helpers: load experiment configs by path, tiny configs."""
 
 import importlib.util
+import json
 import os
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-def load_config(path: str, preset: str = ''):
-  """get_config(preset) of an experiments/*.py file, as `--config=path:preset` would."""
+def _experiment(path: str):
   spec = importlib.util.spec_from_file_location('exp_config', os.path.join(ROOT, path))
   module = importlib.util.module_from_spec(spec)
   spec.loader.exec_module(module)
-  return module.get_config(preset)
+  return module
 
 
-def tiny_config():
-  """A tiny HRM on a small generated Sudoku set: seconds per run on 2 CPU cores."""
-  cfg = load_config('experiments/sudoku.py', 'cpu')
+def load_config(path: str, preset: str = ''):
+  """get_config(preset) of an experiments/*.py file, as `--config=path:preset` would."""
+  return _experiment(path).get_config(preset)
+
+
+def preset_names(path: str) -> list[str]:
+  """The preset names an experiments/*.py file defines (its PRESETS dict), sorted."""
+  return sorted(_experiment(path).PRESETS)
+
+
+def tiny_config(preset: str = 'cpu'):
+  """A CPU preset (HRM `cpu` or TRM `trm_cpu`) made tiny: seconds per run on 2 CPU cores."""
+  cfg = load_config('experiments/sudoku.py', preset)
   cfg.model.update(hidden_size=32, num_heads=2, puzzle_emb_ndim=32)
   cfg.act.halt_max_steps = 4
   cfg.data.update(
@@ -43,3 +53,39 @@ def check_sudoku_pairs(q, s):
   q, s = np.asarray(q).reshape(-1, 81), np.asarray(s).reshape(-1, 81)
   assert sudoku.is_valid_solution(s).all()
   assert ((q == 0) | (q == s)).all()
+
+
+def tiny_trm_config():
+  """`tiny_config` of the TRM preset, with an EMA rate that moves within 40 steps."""
+  cfg = tiny_config('trm_cpu')
+  cfg.ema.rate = 0.9
+  return cfg
+
+
+def records(workdir: str, split: str) -> list[dict]:
+  """The metrics.jsonl records of `workdir` whose split is `split` (train, eval, meta)."""
+  with open(os.path.join(workdir, 'metrics.jsonl')) as f:
+    return [r for r in map(json.loads, f) if r['split'] == split]
+
+
+def shrink(cfg, batch_size: int = 4):
+  """A preset at test size: hidden 32, ≤ 2 layers per network, fp32, a small batch.
+
+  Keeps what distinguishes the preset (arch, gradient, token mixer, cycles, heads of a
+  non-dividing head count, halting, EMA), so one train step exercises its code path.
+  """
+  m = cfg.model
+  heads = 12 if m.num_heads == 12 else 2  # 12 heads at hidden 32: head_dim 2, o_proj 24 -> 32
+  m.update(
+    hidden_size=32,
+    num_heads=heads,
+    H_layers=min(m.H_layers, 2),
+    L_layers=min(m.L_layers, 2),
+    puzzle_emb_ndim=32,
+    compute_dtype='float32',
+  )
+  cfg.train.update(global_batch_size=batch_size, steps=1, eval_every=1)
+  cfg.eval.update(batch_size=batch_size)
+  # Full lr from step 1, so that one step visibly moves every weight (even q_head's bias −5).
+  cfg.opt.lr_warmup_steps = 1
+  return cfg

@@ -128,3 +128,25 @@ def test_compute_dtype_params_fp32(dtype):
     assert p.dtype == jnp.float32
   out = blk(jnp.ones((1, 3, 16), dtype), layers.rope_tables(3, 8))
   assert out.dtype == dtype
+
+
+def test_mlp_token_mixer_normalises_over_the_sequence_axis():
+  """TRM-MLP (§4.4): SwiGLU of width S along the sequence, then RMSNorm over S, not D."""
+  S, D = 7, 16
+  blk = layers.Block(
+    D, 2, 4, 1e-5, dtype=jnp.float32, rngs=nnx.Rngs(0), token_mixer='mlp', seq_len=S
+  )
+  assert not hasattr(blk, 'self_attn')
+  assert blk.mlp_t.gate_up_proj.kernel[...].shape == (S, 2 * layers.swiglu_width(S, 4))
+  x = 3.0 * jax.random.normal(jax.random.key(1), (2, S, D))
+  # Reference: transpose to [B, D, S], mix and normalise over the last (sequence) axis.
+  xt = jnp.swapaxes(x, 1, 2)
+  h = jnp.swapaxes(layers.rms_norm(xt + blk.mlp_t(xt)), 1, 2)
+  chex.assert_trees_all_close(jnp.sqrt(jnp.mean(h**2, axis=1)), jnp.ones((2, D)), rtol=1e-4)
+  assert not np.allclose(jnp.sqrt(jnp.mean(h**2, axis=2)), 1.0, rtol=1e-2)
+  chex.assert_trees_all_close(blk(x, None), layers.rms_norm(h + blk.mlp(h)), rtol=1e-5, atol=1e-6)
+
+
+def test_mlp_token_mixer_needs_the_sequence_length():
+  with pytest.raises(ValueError, match='sequence length'):
+    layers.Block(16, 2, 4, 1e-5, dtype=jnp.float32, rngs=nnx.Rngs(0), token_mixer='mlp')

@@ -85,3 +85,30 @@ def test_batch_must_divide_over_devices(devices, batch, ok):
   else:
     with pytest.raises(config_lib.ConfigError, match='train.global_batch_size.*not divisible'):
       config_lib.validate(cfg, devices)
+
+
+@pytest.mark.parametrize(
+  'field,value,message',
+  [
+    ('model.arch', 'rnn', 'model.arch: must be one of'),
+    ('model.token_mixer', 'conv', 'model.token_mixer: must be one of'),
+    ('model.gradient', 'last_two', 'model.gradient: must be one of'),
+    ('ema.rate', 1.0, r'ema.rate: must be in \[0, 1\)'),
+    ('model.L_layers', 0, 'model.L_layers: must be >= 1'),
+  ],
+)
+def test_validate_names_the_bad_model_field(field, value, message):
+  cfg = helpers.load_config('experiments/sudoku.py', 'trm_cpu')
+  group, name = field.split('.')
+  cfg[group][name] = value
+  with pytest.raises(config_lib.ConfigError, match=message):
+    config_lib.validate(cfg)
+
+
+def test_trm_with_shared_network_needs_no_H_layers():
+  cfg = helpers.load_config('experiments/sudoku.py', 'trm_cpu')
+  assert cfg.model.H_layers == 0
+  config_lib.validate(cfg)
+  cfg.model.arch = 'hrm'  # HRM's f_H is a network of its own: H_layers 0 is an error
+  with pytest.raises(config_lib.ConfigError, match='model.H_layers: must be >= 1'):
+    config_lib.validate(cfg)

@@ -101,3 +101,47 @@ def test_rejects_bad_cycles_and_mode():
     recurrence.hrm_segment(*_cells(p), *_z0(), p['x'], 0, 2)
   with pytest.raises(ValueError, match='gradient'):
     recurrence.hrm_segment(*_cells(p), *_z0(), p['x'], 2, 2, 'some')
+
+
+@pytest.mark.parametrize('N,T', [(2, 2), (3, 6)])
+def test_last_cycle_gradient_is_the_whole_last_cycle(N, T):
+  """TRM (§4.2): the first N-1 cycles are constants; the last T+1 evaluations carry gradient."""
+  p = _params(3)
+  z_H_in, z_L_in = jax.lax.stop_gradient(_unrolled(p, N - 1, T, *_z0()))
+
+  def last_cycle(p):
+    return _unrolled(p, 1, T, z_H_in, z_L_in)
+
+  def trm(p):
+    return recurrence.hrm_segment(*_cells(p), *_z0(), p['x'], N, T, 'last_cycle')
+
+  g = jax.grad(_loss_of(trm))(p)
+  # Scan and Python loops round differently through 7 tanh cells; a wrong schedule is O(1) off.
+  chex.assert_trees_all_close(g, jax.grad(_loss_of(last_cycle))(p), rtol=1e-4, atol=1e-6)
+  # T + 1 evaluations is more than the 1-step gradient's 2 and fewer than all N·(T + 1).
+  for other in ('one_step', 'full'):
+    o = jax.grad(
+      _loss_of(lambda p: recurrence.hrm_segment(*_cells(p), *_z0(), p['x'], N, T, other))
+    )(p)
+    assert float(jnp.max(jnp.abs(o['W_L'] - g['W_L']))) > 1e-4, other
+
+
+def test_single_z_schedule_and_gradient():
+  """TRM single-z (§4.7): T times z ← f(z + x), then z ← f(z); the last cycle differentiated."""
+  p = _params(4)
+  f = lambda p: lambda z, inj: jnp.tanh(z @ p['W_L'] + (0.0 if inj is None else inj))  # noqa: E731
+
+  def unrolled(p, N, T, z):
+    for _ in range(N):
+      for _ in range(T):
+        z = f(p)(z, p['x'])
+      z = f(p)(z, None)
+    return z
+
+  z0 = _z0()[1]
+  got = recurrence.single_z_segment(f(p), z0, p['x'], 3, 2, 'full')
+  chex.assert_trees_all_close(got, (unrolled(p, 3, 2, z0),) * 2, rtol=1e-5, atol=1e-6)
+  z_in = jax.lax.stop_gradient(unrolled(p, 2, 2, z0))
+  g = jax.grad(lambda p: jnp.sum(recurrence.single_z_segment(f(p), z0, p['x'], 3, 2)[0] * p['c']))
+  want = jax.grad(lambda p: jnp.sum(unrolled(p, 1, 2, z_in) * p['c']))
+  chex.assert_trees_all_close(g(p), want(p), rtol=1e-5, atol=1e-7)

@@ -1,6 +1,5 @@
 """End to end: a tiny run's loss falls, its outputs follow the contract, it restores."""
 
-import json
 import os
 
 import chex
@@ -10,16 +9,12 @@ import numpy as np
 from hrm_jax import checkpoint, train
 from hrm_jax import train_step as ts
 from hrm_jax.data import format as data_format
-
-
-def _records(workdir, split):
-  with open(os.path.join(workdir, 'metrics.jsonl')) as f:
-    return [r for r in map(json.loads, f) if r['split'] == split]
+from tests import helpers
 
 
 def test_loss_falls_and_metrics_are_logged(tiny_run):
   cfg, workdir, metrics = tiny_run
-  train_logs = _records(workdir, 'train')
+  train_logs = helpers.records(workdir, 'train')
   assert [r['step'] for r in train_logs] == [10, 20, 30, 40]
   assert train_logs[-1]['lm_loss'] < 0.8 * train_logs[0]['lm_loss'], train_logs
   for key in (
@@ -36,7 +31,7 @@ def test_loss_falls_and_metrics_are_logged(tiny_run):
     'count',
   ):
     assert key in train_logs[-1], key
-  evals = _records(workdir, 'eval')
+  evals = helpers.records(workdir, 'eval')
   assert [r['step'] for r in evals] == [20, 40]
   assert evals[-1]['steps'] == cfg.act.halt_max_steps  # evaluation runs M_max segments
   assert evals[-1]['count'] == cfg.data.num_test

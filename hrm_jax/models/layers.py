@@ -129,23 +129,56 @@ class Attention(nnx.Module):
     return self.o_proj(o.reshape(B, S, self.num_heads * self.head_dim))
 
 
+TOKEN_MIXERS = ('attention', 'mlp')
+
+
 class Block(nnx.Module):
-  """Post-norm block: h ← RMSNorm(h + Attn(h)); h ← RMSNorm(h + SwiGLU(h)) (§1.7)."""
+  """Post-norm block: h ← RMSNorm(h + Mix(h)); h ← RMSNorm(h + SwiGLU(h)) (§1.7, §4.4).
+
+  token_mixer 'attention': Mix = self-attention, normalised over channels. 'mlp' (TRM-MLP,
+  the reference's `mlp_t`): Mix = a SwiGLU of width `seq_len` applied along the sequence axis
+  and the first RMSNorm taken over the *sequence* axis, as the reference does by normalising
+  the transposed [B, D, S] tensor over its last axis (spec §4.4 [OBS]).
+  """
 
   def __init__(
-    self, hidden: int, num_heads: int, expansion: float, eps: float, *, dtype, rngs: nnx.Rngs
+    self,
+    hidden: int,
+    num_heads: int,
+    expansion: float,
+    eps: float,
+    *,
+    dtype,
+    rngs: nnx.Rngs,
+    token_mixer: str = 'attention',
+    seq_len: int = 0,
   ):
+    if token_mixer not in TOKEN_MIXERS:
+      raise ValueError(f'token_mixer must be one of {TOKEN_MIXERS}, got {token_mixer!r}')
     self.eps = eps
-    self.self_attn = Attention(hidden, num_heads, dtype=dtype, rngs=rngs)
+    self.token_mixer = token_mixer
+    if token_mixer == 'mlp':
+      if seq_len < 1:
+        raise ValueError(f"token_mixer 'mlp' needs the sequence length, got {seq_len}")
+      self.mlp_t = SwiGLU(seq_len, expansion, dtype=dtype, rngs=rngs)
+    else:
+      self.self_attn = Attention(hidden, num_heads, dtype=dtype, rngs=rngs)
     self.mlp = SwiGLU(hidden, expansion, dtype=dtype, rngs=rngs)
 
   def __call__(self, h_BxSxD: jax.Array, rope: Optional[Rope]) -> jax.Array:
-    h = rms_norm(h_BxSxD + self.self_attn(h_BxSxD, rope), self.eps)
+    if self.token_mixer == 'mlp':
+      h_BxDxS = jnp.swapaxes(h_BxSxD, 1, 2)
+      h = jnp.swapaxes(rms_norm(h_BxDxS + self.mlp_t(h_BxDxS), self.eps), 1, 2)
+    else:
+      h = rms_norm(h_BxSxD + self.self_attn(h_BxSxD, rope), self.eps)
     return rms_norm(h + self.mlp(h), self.eps)
 
 
 class ReasoningModule(nnx.Module):
-  """A stack of blocks applied to (state + injection), the injection added first (§1.8)."""
+  """A stack of blocks applied to (state + injection), the injection added first (§1.8).
+
+  `block_kwargs` (token_mixer, seq_len) go to every `Block`.
+  """
 
   def __init__(
     self,
@@ -157,15 +190,20 @@ class ReasoningModule(nnx.Module):
     *,
     dtype,
     rngs: nnx.Rngs,
+    **block_kwargs,
   ):
     self.layers = nnx.List(
-      [Block(hidden, num_heads, expansion, eps, dtype=dtype, rngs=rngs) for _ in range(num_layers)]
+      [
+        Block(hidden, num_heads, expansion, eps, dtype=dtype, rngs=rngs, **block_kwargs)
+        for _ in range(num_layers)
+      ]
     )
 
   def __call__(
-    self, z_BxSxD: jax.Array, injection_BxSxD: jax.Array, rope: Optional[Rope]
+    self, z_BxSxD: jax.Array, injection_BxSxD: Optional[jax.Array], rope: Optional[Rope]
   ) -> jax.Array:
-    h = z_BxSxD + injection_BxSxD
+    """Blocks applied to z + injection ([B, S, D] each; injection None = no injection)."""
+    h = z_BxSxD if injection_BxSxD is None else z_BxSxD + injection_BxSxD
     for layer in self.layers:
       h = layer(h, rope)
     return h

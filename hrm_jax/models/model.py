@@ -1,4 +1,18 @@
-"""The Hierarchical Reasoning Model network: embeddings, f_L, f_H and heads (spec §1.9-1.10, §2).
+"""The recursive reasoning networks: HRM, TRM and their ablations as one module (spec §1-4).
+
+`model.arch` picks which networks exist and how a segment uses them; everything else
+(embeddings, heads, initial states, the ACT step, loss and optimizers) is shared:
+
+  'hrm'          — f_L (L_layers) and f_H (H_layers), separate weights; HRM §2.
+  'trm'          — one network (L_layers) for both the z- and the y-update, TRM §4.2; with
+                   H_layers > 0 the y-update gets its own network (the "separate f_H, f_L"
+                   ablation). The reference's TRM config has H_layers 0 ("ignored").
+  'trm_single_z' — one network and one carried state (TRM Table 2 "single z", §4.7).
+  'transformer'  — the direct-prediction baseline (§4.7): H_layers blocks applied once per
+                   segment to (z_H + x) with full gradient; H_cycles/L_cycles are unused.
+
+The gradient schedule (`model.gradient`: one_step, last_cycle, full) and the token mixer
+(`model.token_mixer`: attention, or mlp for TRM-MLP) are independent of the arch.
 
 The puzzle-embedding table is *not* part of the module: it is a separate array in the train
 state, trained sparsely by sign-SGD (spec §1.11, §5.2). The caller gathers the batch's rows and
@@ -17,6 +31,7 @@ from flax import nnx
 from hrm_jax.models import layers, recurrence
 
 POS_ENCODINGS = ('rope', 'learned', 'none')
+ARCHS = ('hrm', 'trm', 'trm_single_z', 'transformer')
 
 
 DTYPES = {'float32': jnp.float32, 'bfloat16': jnp.bfloat16, 'float16': jnp.float16}
@@ -38,16 +53,29 @@ def puzzle_prefix_len(cfg: Any) -> int:
   return -(cfg.puzzle_emb_ndim // -cfg.hidden_size)
 
 
-class HRM(nnx.Module):
-  """HRM's networks. Build with the `model` config group and the dataset's sizes.
+def has_separate_f_H(cfg: Any) -> bool:
+  """Whether `cfg` (the model group) builds an H_level network of its own."""
+  return cfg.arch in ('hrm', 'transformer') or (cfg.arch == 'trm' and cfg.H_layers > 0)
 
-  Attribute names follow the reference state dict (embed_tokens, lm_head, q_head, H_level,
-  L_level, H_init, L_init) so checkpoints map one to one.
+
+def has_f_L(cfg: Any) -> bool:
+  """Whether `cfg` (the model group) builds an L_level network."""
+  return cfg.arch != 'transformer'
+
+
+class ReasoningModel(nnx.Module):
+  """The networks of `cfg.arch` (see the module docstring), built for the dataset's sizes.
+
+  Attribute names follow the reference state dicts (embed_tokens, lm_head, q_head, H_level,
+  L_level, H_init, L_init; `mlp_t` for the sequence mixer) so checkpoints map one to one.
+  H_level / L_level are None where the arch has no such network.
   """
 
   def __init__(self, cfg: Any, vocab_size: int, seq_len: int, *, rngs: nnx.Rngs):
     D = cfg.hidden_size
     dtype = compute_dtype(cfg.compute_dtype)
+    if cfg.arch not in ARCHS:
+      raise ValueError(f'model.arch must be one of {ARCHS}, got {cfg.arch!r}')
     if cfg.pos_encodings not in POS_ENCODINGS:
       raise ValueError(
         f'model.pos_encodings must be one of {POS_ENCODINGS}, got {cfg.pos_encodings!r}'
@@ -74,10 +102,18 @@ class HRM(nnx.Module):
       bias_init=nnx.initializers.constant(-5.0),
     )
     module = lambda n: layers.ReasoningModule(  # noqa: E731
-      n, D, cfg.num_heads, cfg.expansion, cfg.rms_norm_eps, dtype=dtype, rngs=rngs
+      n,
+      D,
+      cfg.num_heads,
+      cfg.expansion,
+      cfg.rms_norm_eps,
+      dtype=dtype,
+      rngs=rngs,
+      token_mixer=cfg.token_mixer,
+      seq_len=self.total_len,
     )
-    self.H_level = module(cfg.H_layers)
-    self.L_level = module(cfg.L_layers)
+    self.H_level = module(cfg.H_layers) if has_separate_f_H(cfg) else None
+    self.L_level = module(cfg.L_layers) if has_f_L(cfg) else None
     # Stored in fp32 (the reference keeps bf16 buffers); cast to the compute dtype at use.
     init_state = layers.trunc_normal_init(1.0)
     self.H_init = layers.Buffer(init_state(rngs.params(), (D,)))
@@ -114,8 +150,12 @@ class HRM(nnx.Module):
     return self.L_level(z_L, injection, self.rope())
 
   def f_H(self, z_H: jax.Array, injection: jax.Array) -> jax.Array:
-    """High-level module: z_H ← f_H(z_H + injection), [B, S, D] -> [B, S, D]."""
-    return self.H_level(z_H, injection, self.rope())
+    """High-level module: z_H ← f_H(z_H + injection), [B, S, D] -> [B, S, D].
+
+    TRM without a separate H_level uses its single network (L_level) here.
+    """
+    net = self.L_level if self.H_level is None else self.H_level
+    return net(z_H, injection, self.rope())
 
   def initial_state(self, batch_size: int) -> tuple[jax.Array, jax.Array]:
     """(z_H, z_L) = (H_init, L_init) broadcast to [B, P+L, D] in the compute dtype."""
@@ -126,9 +166,18 @@ class HRM(nnx.Module):
     )
 
   def segment(self, z_H: jax.Array, z_L: jax.Array, x: jax.Array) -> tuple[jax.Array, jax.Array]:
-    """One segment of N cycles of T low-level steps (§2.2), per `model.gradient`."""
+    """One ACT segment of `cfg.arch` from detached states: (z_H, z_L) -> (z_H, z_L), [B, S, D].
+
+    The output heads read the returned z_H (TRM's y; single-z's z).
+    """
+    c = self.cfg
+    if c.arch == 'transformer':
+      # One pass per segment, all of it differentiated; z_L is carried along unused.
+      return self.f_H(z_H, x), z_L
+    if c.arch == 'trm_single_z':
+      return recurrence.single_z_segment(self.f_L, z_L, x, c.H_cycles, c.L_cycles, c.gradient)
     return recurrence.hrm_segment(
-      self.f_L, self.f_H, z_H, z_L, x, self.cfg.H_cycles, self.cfg.L_cycles, self.cfg.gradient
+      self.f_L, self.f_H, z_H, z_L, x, c.H_cycles, c.L_cycles, c.gradient
     )
 
   def heads(self, z_H: jax.Array) -> tuple[jax.Array, jax.Array, jax.Array]:
