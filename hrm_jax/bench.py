@@ -4,8 +4,8 @@ r"""Train-step benchmark: prints `name: value` lines (a script, not a test).
   python -m hrm_jax.bench --config=experiments/sudoku.py --params_only
   python -m hrm_jax.bench --config=experiments/sudoku.py:cpu --memory_sweep
 
-Times one full ACT train step (segment forward, Q-target forward, backward, Adam-atan2 and
-sign-SGD) on random valid batches of the task's shape; no dataset is built. With
+Times one full ACT train step (segment forward, Q-target forward if configured, backward,
+Adam-atan2 and sign-SGD) on random valid batches of the task's shape; no dataset is built. With
 --memory_sweep it also prints the compiled train step's temporary memory (XLA memory analysis)
 for N·T in {4, 16, 64}, which the 1-step gradient keeps flat (and, with
 --config.model.gradient=full, which grows with N·T).
