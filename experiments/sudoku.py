@@ -116,8 +116,9 @@ def _trm_att(c):
 def _trm_cpu(c):
   # Same data, batch, lr schedule and evaluation as the HRM cpu preset (README table). Two
   # departures from the paper recipe, both for 2-core wall time: T = n = 2 (paper T = 3, n = 6)
-  # and one puzzle-prefix slot instead of 16 (measured 25% faster per step at S = 82 vs 97; the
-  # 15 extra slots hold zeros, spec §1.9). EMA 0.99: 0.999 averages over more steps than the run.
+  # and one puzzle-prefix slot instead of 16 (S = 82 vs 97: 570 vs 709 ms per step in the README
+  # benchmark; the 15 extra slots hold zeros, spec §1.9). EMA 0.99: 0.999 averages over more
+  # steps than the run has.
   _cpu(c)
   _trm_model(c, T=2, n=2, puzzle_emb_len=1, token_mixer='attention', ema_rate=0.99)
   c.train.update(steps=1600, eval_every=400)

@@ -107,16 +107,18 @@ def make_eval_fn(cfg, graphdef, mesh: Mesh):
 
 
 def run_eval(
-  cfg, eval_fn, params, buffers, table, split: data_format.Split, mesh: Mesh
+  cfg, eval_fn, state: ts.TrainState, split: data_format.Split, mesh: Mesh
 ) -> dict[str, float]:
-  """Evaluates on the whole test split (or eval.max_examples of it); returns mean metrics."""
+  """Evaluates `state` on the whole test split (or eval.max_examples of it); returns mean
+  metrics. The weights are `ts.eval_params(state)`: the EMA average when kept (§4.5)."""
+  params = ts.eval_params(state)
   batch_size = cfg.eval.batch_size
   batches = loader.eval_batches(split, batch_size, jax.process_index(), jax.process_count())
   if cfg.eval.max_examples:
     batches = itertools.islice(batches, math.ceil(cfg.eval.max_examples / batch_size))
   sums = None
   for batch in batches:  # sums stay on device: one host transfer per evaluation
-    metrics, _, _ = eval_fn(params, buffers, table, mesh.global_batch(batch))
+    metrics, _, _ = eval_fn(params, state.buffers, state.puzzle_emb, mesh.global_batch(batch))
     sums = metrics if sums is None else jax.tree.map(jnp.add, sums, metrics)
   return losses.normalize_metrics(jax.device_get(sums))
 
@@ -239,9 +241,7 @@ def train_and_evaluate(cfg: ml_collections.ConfigDict, workdir: str) -> dict[str
       print('train ' + _fmt(dict(step=step, **{k: m[k] for k in TRAIN_SHOWN})), flush=True)
       _log(workdir, dict(step=step, split='train', **m))
     if step % t.eval_every == 0 or step == t.total_steps:
-      eval_metrics = run_eval(
-        cfg, eval_fn, ts.eval_params(state), state.buffers, state.puzzle_emb, test_split, mesh
-      )
+      eval_metrics = run_eval(cfg, eval_fn, state, test_split, mesh)
       _report_eval(workdir, step, eval_metrics, cfg.eval.halt_max_steps)
     if step % ckpt_every == 0 or step == t.total_steps:
       checkpoint.save(mngr, step, {'state': state, 'carry': carry})
@@ -249,9 +249,7 @@ def train_and_evaluate(cfg: ml_collections.ConfigDict, workdir: str) -> dict[str
   mngr.close()
   if not eval_metrics and start >= t.total_steps:
     print(f'already trained to step {start}; evaluating', flush=True)
-    eval_metrics = run_eval(
-      cfg, eval_fn, ts.eval_params(state), state.buffers, state.puzzle_emb, test_split, mesh
-    )
+    eval_metrics = run_eval(cfg, eval_fn, state, test_split, mesh)
     _report_eval(workdir, start, eval_metrics, cfg.eval.halt_max_steps)
   return eval_metrics
 
@@ -292,8 +290,6 @@ def evaluate_checkpoint(
   step, restored = checkpoint.restore(mngr, {'state': state, 'carry': carry})
   state = restored['state']
   eval_fn = make_eval_fn(cfg, graphdef, mesh)
-  metrics = run_eval(
-    cfg, eval_fn, ts.eval_params(state), state.buffers, state.puzzle_emb, test_split, mesh
-  )
+  metrics = run_eval(cfg, eval_fn, state, test_split, mesh)
   _report_eval(workdir, step, metrics, cfg.eval.halt_max_steps)
   return metrics

@@ -51,11 +51,16 @@ def test_eval_and_checkpoint_use_the_ema_weights(trm_run):
   data_dir = train.prepare_data(cfg, workdir)
   test_split = data_format.load_split(data_dir, 'test')
 
-  def evaluate(params):
-    return train.run_eval(rcfg, eval_fn, params, state.buffers, state.puzzle_emb, test_split, mesh)
+  def evaluate(params):  # the given weights, with nothing else to pick from
+    return train.run_eval(
+      rcfg, eval_fn, state.replace(params=params, ema_params=None), test_split, mesh
+    )
 
   with_ema = evaluate(state.ema_params)
   np.testing.assert_allclose(with_ema['lm_loss'], metrics['lm_loss'], rtol=1e-5)
   assert evaluate(state.params)['lm_loss'] != pytest.approx(metrics['lm_loss'], rel=1e-5)
+  # run_eval on the whole state picks the average by itself.
+  picked = train.run_eval(rcfg, eval_fn, state, test_split, mesh)
+  np.testing.assert_allclose(picked['lm_loss'], metrics['lm_loss'], rtol=1e-5)
   again = train.evaluate_checkpoint(cfg, workdir)  # --mode=eval reads the same weights
   np.testing.assert_allclose(again['lm_loss'], metrics['lm_loss'], rtol=1e-5)
