@@ -22,20 +22,20 @@ from collections.abc import Callable
 from typing import Any, Optional
 
 import numpy as np
-from absl import logging
 
 from hrm_jax.config import ConfigError
+from hrm_jax.data import build
 from hrm_jax.data.format import (
   DatasetError,
   Metadata,
   atomic_dataset_dir,
-  load_split,
   write_identifiers,
   write_split,
 )
 from hrm_jax.data.sudoku_gen import MAX_BLANKS, generate_puzzles
 
 CSV_COLUMNS = ('source', 'question', 'answer', 'rating')
+_CSV_HINT = 'point data.csv_dir at a folder holding train.csv and test.csv'
 GENERATOR_VERSION = 1  # bump when generated datasets change, so `prepare` rebuilds cached ones
 _CSV_CHUNK = 1 << 16
 _AUG_CHUNK = 1 << 16
@@ -198,23 +198,6 @@ def parse_csv(
   return questions[keep], answers[keep], ratings[keep]
 
 
-def _download(hf_repo: str, filename: str) -> str:
-  try:
-    from huggingface_hub import hf_hub_download  # only needed online
-  except ImportError:
-    raise DatasetError(
-      f'{hf_repo}/{filename}: huggingface_hub is not installed; install it or '
-      'point data.csv_dir at a folder holding train.csv and test.csv'
-    ) from None
-  try:
-    return hf_hub_download(repo_id=hf_repo, filename=filename, repo_type='dataset')
-  except Exception as e:  # network, auth, missing repo: all end the same way
-    raise DatasetError(
-      f'{hf_repo}/{filename}: download from the Hugging Face dataset failed '
-      f'({type(e).__name__}: {e}); download it yourself and set data.csv_dir'
-    ) from e
-
-
 def _with_variants(
   q: np.ndarray, a: np.ndarray, num_aug: int, rng: np.random.Generator
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -274,7 +257,11 @@ def build_from_csv(
   not augmented.
   """
   paths = {
-    s: (os.path.join(csv_dir, f'{s}.csv') if csv_dir else _download(hf_repo, f'{s}.csv'))
+    s: (
+      os.path.join(csv_dir, f'{s}.csv')
+      if csv_dir
+      else build.download_hf(hf_repo, f'{s}.csv', _CSV_HINT)
+    )
     for s in ('train', 'test')
   }
   train_q, train_a, _ = parse_csv(paths['train'], min_difficulty)
@@ -376,56 +363,15 @@ def build_generated(
 # ---------------------------------------------------------------------------------------------
 # Config -> dataset folder
 
-_REQUIRED = object()
-
-
-def _field(
-  cfg: Any,
-  name: str,
-  kind: type,
-  default: Any = _REQUIRED,
-  lo: Optional[int] = None,
-  hi: Optional[int] = None,
-) -> Any:
-  """Reads ``cfg.<name>``, checking its type and range; errors name the field ``data.<name>``."""
-  value = getattr(cfg, name, default)
-  if value is None and default is not _REQUIRED:
-    value = default
-  if value is _REQUIRED:
-    raise ConfigError(f'data.{name} is missing')
-  if kind is int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-      raise ConfigError(f'data.{name} must be an integer, got {value!r}')
-    value = int(value)
-    if (lo is not None and value < lo) or (hi is not None and value > hi):
-      raise ConfigError(
-        f'data.{name} must be in [{lo}, {"inf" if hi is None else hi}], got {value}'
-      )
-  elif not isinstance(value, kind):
-    raise ConfigError(f'data.{name} must be a {kind.__name__}, got {value!r}')
-  return value
-
-
-def _is_cached(out: str, generated: bool) -> bool:
-  """True if ``out`` holds a valid dataset (and, if generated, from this generator version)."""
-  if not os.path.isdir(out):
-    return False
-  try:
-    for split in ('train', 'test'):
-      load_split(out, split, mmap=True)
-    if generated:
-      with open(os.path.join(out, 'generator.json')) as f:
-        return json.load(f).get('version') == GENERATOR_VERSION
-  except (DatasetError, OSError, ValueError):
-    return False
-  return True
-
 
 def _generate_plan(cfg: Any, num_aug: int, seed: int) -> tuple[str, Callable[..., str]]:
   """(folder name, builder) of a 'generate' config."""
-  gen = {k: _field(cfg, k, int, lo=1) for k in ('num_train', 'num_test')}
+  gen = {k: build.config_field(cfg, k, int, lo=1) for k in ('num_train', 'num_test')}
   for split in ('train', 'test'):
-    lo, hi = (_field(cfg, f'{split}_{m}_blanks', int, lo=0, hi=MAX_BLANKS) for m in ('min', 'max'))
+    lo, hi = (
+      build.config_field(cfg, f'{split}_{m}_blanks', int, lo=0, hi=MAX_BLANKS)
+      for m in ('min', 'max')
+    )
     if lo > hi:
       raise ConfigError(f'data.{split}_min_blanks ({lo}) must be <= data.{split}_max_blanks ({hi})')
     gen[f'{split}_min_blanks'], gen[f'{split}_max_blanks'] = lo, hi
@@ -439,10 +385,10 @@ def _generate_plan(cfg: Any, num_aug: int, seed: int) -> tuple[str, Callable[...
 
 def _csv_plan(cfg: Any, num_aug: int, seed: int) -> tuple[str, Callable[..., str]]:
   """(folder name, builder) of a 'csv' config; the name hashes a local csv_dir's path."""
-  csv_dir = _field(cfg, 'csv_dir', str, '')
-  hf_repo = _field(cfg, 'hf_repo', str, 'sapientinc/sudoku-extreme')
-  subsample = _field(cfg, 'subsample_size', int, 0, lo=0)
-  difficulty = _field(cfg, 'min_difficulty', int, 0, lo=0)
+  csv_dir = build.config_field(cfg, 'csv_dir', str, '')
+  hf_repo = build.config_field(cfg, 'hf_repo', str, 'sapientinc/sudoku-extreme')
+  subsample = build.config_field(cfg, 'subsample_size', int, 0, lo=0)
+  difficulty = build.config_field(cfg, 'min_difficulty', int, 0, lo=0)
   origin = (
     f'dir{hashlib.sha1(os.path.abspath(csv_dir).encode()).hexdigest()[:8]}'
     if csv_dir
@@ -469,26 +415,17 @@ def prepare(data_cfg: Any, workdir: str) -> str:
   parameter (e.g. ``sudoku-gen-n2000-t500-aug8-b30_50-tb35_55-s0``), and reused while it
   validates (a corrupt copy is rebuilt). Invalid values raise ValueError naming ``data.<field>``.
   """
-  path = _field(data_cfg, 'path', str, '')
+  path = build.config_field(data_cfg, 'path', str, '')
   if path:
-    for split in ('train', 'test'):
-      load_split(path, split, mmap=True)
-    return path
-  source = _field(data_cfg, 'source', str, 'generate')
+    return build.check_built(path)
+  source = build.config_field(data_cfg, 'source', str, 'generate')
   if source not in ('generate', 'csv'):
     raise ConfigError(f"data.source must be 'generate' or 'csv', got {source!r}")
-  num_aug = _field(data_cfg, 'num_aug', int, 0, lo=0)
-  seed = _field(data_cfg, 'seed', int, 0, lo=0)
+  num_aug = build.config_field(data_cfg, 'num_aug', int, 0, lo=0)
+  seed = build.config_field(data_cfg, 'seed', int, 0, lo=0)
   plan = _generate_plan if source == 'generate' else _csv_plan
-  name, build = plan(data_cfg, num_aug, seed)
+  name, builder = plan(data_cfg, num_aug, seed)
   out = os.path.join(workdir, 'data', name)
-  generated = source == 'generate'
-  if _is_cached(out, generated):
-    return out
-  logging.info('building dataset %s', out)
-  try:
-    build(out, overwrite=os.path.exists(out))  # an invalid leftover is replaced
-  except FileExistsError:  # another process finished the same build first
-    if not _is_cached(out, generated):
-      raise
-  return out
+  if source == 'generate':
+    return build.build_once(out, builder, 'generator.json', GENERATOR_VERSION)
+  return build.build_once(out, builder)

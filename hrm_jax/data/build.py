@@ -1,0 +1,120 @@
+"""From a ``data`` config to a built dataset folder: the pieces every task's ``prepare`` shares.
+
+A task module (``sudoku``, ``maze``, ``arc``) reads its fields with ``config_field`` (errors
+name ``data.<field>``), names its folder after every parameter, and calls ``build_once``, which
+reuses a valid folder under ``<workdir>/data`` and otherwise builds it atomically.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Callable
+from typing import Any, Optional
+
+import numpy as np
+from absl import logging
+
+from hrm_jax.config import ConfigError
+from hrm_jax.data.format import DatasetError, load_split
+
+REQUIRED = object()
+
+
+def config_field(
+  cfg: Any,
+  name: str,
+  kind: type,
+  default: Any = REQUIRED,
+  lo: Optional[float] = None,
+  hi: Optional[float] = None,
+) -> Any:
+  """Reads ``cfg.<name>``, checking its type and range; ConfigError names ``data.<name>``.
+
+  A missing or None field takes ``default`` (ConfigError if there is none). ``kind`` int rejects
+  bools; ``lo``/``hi`` bound ints and floats inclusively.
+  """
+  value = getattr(cfg, name, default)
+  if value is None and default is not REQUIRED:
+    value = default
+  if value is REQUIRED:
+    raise ConfigError(f'data.{name} is missing')
+  if kind in (int, float):
+    numeric = (int, np.integer) if kind is int else (int, float, np.integer, np.floating)
+    if isinstance(value, bool) or not isinstance(value, numeric):
+      raise ConfigError(
+        f'data.{name} must be {"an integer" if kind is int else "a number"}, got {value!r}'
+      )
+    value = kind(value)
+    if (lo is not None and value < lo) or (hi is not None and value > hi):
+      raise ConfigError(
+        f'data.{name} must be in [{lo}, {"inf" if hi is None else hi}], got {value}'
+      )
+  elif not isinstance(value, kind):
+    raise ConfigError(f'data.{name} must be a {kind.__name__}, got {value!r}')
+  return value
+
+
+def check_built(path: str) -> str:
+  """Validates an existing dataset folder (both splits; DatasetError naming the file) and
+  returns it."""
+  for split in ('train', 'test'):
+    load_split(path, split, mmap=True)
+  return path
+
+
+def is_built(out: str, version_file: Optional[str] = None, version: Any = None) -> bool:
+  """True if ``out`` holds a valid dataset and, when ``version_file`` is given, that JSON file's
+  ``version`` equals ``version`` (so a changed generator rebuilds its cached datasets)."""
+  if not os.path.isdir(out):
+    return False
+  try:
+    check_built(out)
+    if version_file is not None:
+      with open(os.path.join(out, version_file)) as f:
+        return json.load(f).get('version') == version
+  except (DatasetError, OSError, ValueError):
+    return False
+  return True
+
+
+def build_once(
+  out: str,
+  build: Callable[..., Any],
+  version_file: Optional[str] = None,
+  version: Any = None,
+) -> str:
+  """Returns ``out``, first calling ``build(out, overwrite=...)`` unless ``is_built`` says it is
+  there already. An invalid leftover is replaced; if another process finishes the same build
+  first, its folder is used."""
+  if is_built(out, version_file, version):
+    return out
+  logging.info('building dataset %s', out)
+  try:
+    build(out, overwrite=os.path.exists(out))
+  except FileExistsError:
+    if not is_built(out, version_file, version):
+      raise
+  return out
+
+
+def download_hf(hf_repo: str, filename: str, local_hint: str) -> str:
+  """Path of ``filename`` from the Hugging Face dataset ``hf_repo`` (downloaded or cached).
+
+  DatasetError, ending with ``local_hint`` (how to point the config at local files), when
+  huggingface_hub is missing or the download fails.
+  """
+  try:
+    from huggingface_hub import hf_hub_download  # only needed online
+  except ImportError:
+    raise DatasetError(
+      f'{hf_repo}/{filename}: huggingface_hub is not installed; install it '
+      f'(pip install "hrm_jax[hub]") or {local_hint}'
+    ) from None
+  try:
+    return hf_hub_download(repo_id=hf_repo, filename=filename, repo_type='dataset')
+  except Exception as e:  # network, auth, missing repo: all end the same way
+    raise DatasetError(
+      f'{hf_repo}/{filename}: download from the Hugging Face dataset failed '
+      f'({type(e).__name__}: {e}); download it yourself and {local_hint}'
+    ) from e
