@@ -83,28 +83,9 @@ def _cpu(c):
   )
 
 
-def _trm_model(c, *, T, n, puzzle_emb_len, token_mixer, ema_rate):
-  """TRM's model, halting and EMA (spec §4): one 2-layer network, T recursions of n z-updates
-  and one y-update, gradient through the last recursion, halt on q_halt > 0 (halt BCE only)."""
-  c.model.update(
-    arch='trm',
-    H_layers=0,
-    L_layers=2,
-    H_cycles=T,
-    L_cycles=n,
-    puzzle_emb_len=puzzle_emb_len,
-    gradient='last_cycle',
-    token_mixer=token_mixer,
-    # The sequence mixer is position-aware by construction; TRM-Att keeps RoPE (§4.4).
-    pos_encodings='none' if token_mixer == 'mlp' else 'rope',
-  )
-  c.act.update(halt_rule='zero', q_continue_loss=False)
-  c.ema.update(enabled=True, rate=ema_rate)
-
-
 def _trm(c, token_mixer='mlp'):
   _paper(c)  # lr, puzzle_emb_lr 1e-4, weight decays 1.0, batch 768, 1000 augmentations
-  _trm_model(c, T=3, n=6, puzzle_emb_len=16, token_mixer=token_mixer, ema_rate=0.999)
+  config_lib.use_trm(c, T=3, n=6, token_mixer=token_mixer)
   # TRM README: 50k epochs, eval every 5k (the paper's appendix says 60k, spec §11a #5).
   c.train.update(epochs=50000, eval_interval=5000)
 
@@ -120,7 +101,7 @@ def _trm_cpu(c):
   # benchmark; the 15 extra slots hold zeros, spec §1.9). EMA 0.99: 0.999 averages over more
   # steps than the run has.
   _cpu(c)
-  _trm_model(c, T=2, n=2, puzzle_emb_len=1, token_mixer='attention', ema_rate=0.99)
+  config_lib.use_trm(c, T=2, n=2, puzzle_emb_len=1, ema_rate=0.99)
   c.train.update(steps=1600, eval_every=400)
 
 
@@ -180,11 +161,4 @@ PRESETS = {
 
 def get_config(preset: str = ''):
   """Returns the ConfigDict of `preset` (see the module docstring)."""
-  preset = preset or 'default'
-  if preset not in PRESETS:
-    raise ValueError(
-      f'unknown preset {preset!r} for experiments/sudoku.py; choose one of {sorted(PRESETS)}'
-    )
-  c = config_lib.base_config()
-  PRESETS[preset](c)
-  return c
+  return config_lib.from_preset(PRESETS, preset, 'experiments/sudoku.py')

@@ -22,7 +22,7 @@ from ml_collections import config_flags
 
 from hrm_jax import config as config_lib
 from hrm_jax import train_step as ts
-from hrm_jax.data import sudoku
+from hrm_jax.data import grids, maze_gen, sudoku
 
 _CONFIG = config_flags.DEFINE_config_file('config', None, 'Config file[:preset].', lock_config=True)
 _PARAMS_ONLY = flags.DEFINE_bool('params_only', False, 'Print trainable parameters and exit.')
@@ -30,8 +30,22 @@ _MEMORY_SWEEP = flags.DEFINE_bool('memory_sweep', False, 'Temp memory for N·T i
 _STEPS = flags.DEFINE_integer('steps', 5, 'Timed train steps (after one warm-up step).')
 flags.mark_flag_as_required('config')
 
-# The metadata each task's builder writes; only the sizes are used.
-TASK_METADATA = {'sudoku': sudoku.metadata(num_groups=1, num_puzzles=1)}
+
+def task_shapes(data_cfg) -> tuple[int, int, int]:
+  """(vocab, seq_len, puzzle ids) of the data a config builds: the sizes its builder writes.
+
+  ARC's ~10^6 puzzle ids are left out (one row): the table does not change the step's compute.
+  """
+  if data_cfg.name == 'sudoku':
+    meta = sudoku.metadata(num_groups=1, num_puzzles=1)
+    return meta.vocab_size, meta.seq_len, 1
+  if data_cfg.name == 'maze':
+    return maze_gen.VOCAB_SIZE, data_cfg.maze_size**2, 1
+  if data_cfg.name == 'arc':
+    return grids.ARC_VOCAB, data_cfg.canvas**2, 1
+  raise config_lib.ConfigError(f'bench: unknown data.name {data_cfg.name!r}')
+
+
 SWEEP = ((2, 2), (4, 4), (8, 8))  # (H_cycles, L_cycles): N·T = 4, 16, 64
 
 
@@ -66,8 +80,7 @@ def main(argv):
   del argv
   cfg = config_lib.resolve(_CONFIG.value, 1.0)
   config_lib.validate(cfg, jax.device_count())
-  meta = TASK_METADATA[cfg.data.name]
-  shapes = (meta.vocab_size, meta.seq_len, meta.num_puzzle_identifiers)
+  shapes = task_shapes(cfg.data)
   step, state, carry = _compiled_step(cfg, shapes)  # jit compiles lazily, at the first call
   print(f'params: {ts.count_params(state.params)}')
   if _PARAMS_ONLY.value:

@@ -71,6 +71,9 @@ def base_config() -> ml_collections.ConfigDict:
     batch_size=0,  # global eval batch; 0: train.global_batch_size
     halt_max_steps=0,  # M_max at evaluation; 0: act.halt_max_steps. Raise it to scale.
     max_examples=0,  # evaluate the first N test examples only; 0: all
+    # ARC: pool pass@K votes over every evaluation of the run (the TRM reference always does);
+    # False: each evaluation votes with its own checkpoint's predictions only.
+    aggregate_votes=False,
   )
   c.ckpt = dict(every_steps=0, max_to_keep=3)  # every_steps 0: checkpoint at each evaluation
   c.data = dict(
@@ -91,6 +94,48 @@ def base_config() -> ml_collections.ConfigDict:
     test_max_blanks=60,
   )
   return c
+
+
+def from_preset(presets: dict, preset: str, source: str) -> ml_collections.ConfigDict:
+  """`base_config()` changed by `presets[preset or 'default']`, a function editing it in place.
+
+  `source` (the experiment file) names where the preset was looked up in the error for an
+  unknown name.
+  """
+  preset = preset or 'default'
+  if preset not in presets:
+    raise ValueError(f'unknown preset {preset!r} for {source}; choose one of {sorted(presets)}')
+  c = base_config()
+  presets[preset](c)
+  return c
+
+
+def use_trm(
+  c: ml_collections.ConfigDict,
+  *,
+  T: int,
+  n: int,
+  puzzle_emb_len: int = 16,
+  token_mixer: str = 'attention',
+  ema_rate: float = 0.999,
+) -> None:
+  """Sets TRM's model, halting and EMA (spec §4) on `c`, in place: one 2-layer network, T
+  recursions of n z-updates and one y-update, gradient through the last recursion, halting on
+  q_halt > 0 with the halt BCE only, EMA of the weights. Every task's TRM presets use this."""
+  c.model.update(
+    arch='trm',
+    H_layers=0,
+    L_layers=2,
+    H_cycles=T,
+    L_cycles=n,
+    puzzle_emb_len=puzzle_emb_len,
+    gradient='last_cycle',
+    token_mixer=token_mixer,
+    # The sequence mixer is position-aware by construction; TRM-Att keeps RoPE (§4.4).
+    pos_encodings='none' if token_mixer == 'mlp' else 'rope',
+  )
+  c.act.update(halt_rule='zero', q_continue_loss=False)
+  c.ema.update(enabled=True, rate=ema_rate)
 
 
 class ConfigError(ValueError):

@@ -18,16 +18,17 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
+from jax.experimental import multihost_utils
 from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 
-from hrm_jax import checkpoint, losses
+from hrm_jax import checkpoint, evaluators, losses
 from hrm_jax import config as config_lib
 from hrm_jax import train_step as ts
+from hrm_jax.data import arc, loader, maze, sudoku
 from hrm_jax.data import format as data_format
-from hrm_jax.data import loader, sudoku
 
-DATA_BUILDERS = {'sudoku': sudoku.prepare}
+DATA_BUILDERS = {'sudoku': sudoku.prepare, 'maze': maze.prepare, 'arc': arc.prepare}
 # Training metrics shown on the progress line (metrics.jsonl gets all of them).
 TRAIN_SHOWN = (
   'lm_loss',
@@ -106,38 +107,73 @@ def make_eval_fn(cfg, graphdef, mesh: Mesh):
   return jax.jit(fn, in_shardings=(mesh.replicated, mesh.replicated, mesh.replicated, mesh.batch))
 
 
+def _to_host(x: jax.Array) -> np.ndarray:
+  """The whole of a global array as numpy on every process (evaluators see global batches)."""
+  if jax.process_count() == 1:
+    return np.asarray(jax.device_get(x))
+  return np.asarray(multihost_utils.process_allgather(x, tiled=True))
+
+
 def run_eval(
-  cfg, eval_fn, state: ts.TrainState, split: data_format.Split, mesh: Mesh
+  cfg,
+  eval_fn,
+  state: ts.TrainState,
+  split: data_format.Split,
+  mesh: Mesh,
+  evaluator: Optional[evaluators.Evaluator] = None,
 ) -> dict[str, float]:
   """Evaluates `state` on the whole test split (or eval.max_examples of it); returns mean
-  metrics. The weights are `ts.eval_params(state)`: the EMA average when kept (§4.5)."""
+  metrics, plus the `evaluator`'s results (maze validity, ARC pass@K) when given. The weights
+  are `ts.eval_params(state)`: the EMA average when kept (§4.5)."""
   params = ts.eval_params(state)
   batch_size = cfg.eval.batch_size
   batches = loader.eval_batches(split, batch_size, jax.process_index(), jax.process_count())
   if cfg.eval.max_examples:
     batches = itertools.islice(batches, math.ceil(cfg.eval.max_examples / batch_size))
-  sums = None
+  if evaluator is not None:
+    evaluator.begin()
+  sums, previous = None, None
   for batch in batches:  # sums stay on device: one host transfer per evaluation
-    metrics, _, _ = eval_fn(params, state.buffers, state.puzzle_emb, mesh.global_batch(batch))
+    global_batch = mesh.global_batch(batch)
+    metrics, preds, q_halt = eval_fn(params, state.buffers, state.puzzle_emb, global_batch)
     sums = metrics if sums is None else jax.tree.map(jnp.add, sums, metrics)
-  return losses.normalize_metrics(jax.device_get(sums))
-
-
-def _report_eval(workdir: str, step: int, metrics: dict, M_max: int) -> None:
-  """Prints the contract's `eval step=...` line and appends the metrics to metrics.jsonl."""
-  print(
-    'eval '
-    + _fmt(
-      dict(
-        step=step,
-        exact_accuracy=metrics['exact_accuracy'],
-        accuracy=metrics['accuracy'],
-        blank_accuracy=metrics['blank_accuracy'],
-        steps=metrics['steps'],
+    if evaluator is not None:
+      # Scored one batch late, so the host decodes batch i while the device runs batch i + 1.
+      if previous is not None:
+        evaluator.update(*previous)
+      host_batch = (
+        batch if jax.process_count() == 1 else {k: _to_host(v) for k, v in global_batch.items()}
       )
-    ),
-    flush=True,
+      previous = (host_batch, _to_host(preds), _to_host(q_halt))
+  if previous is not None:
+    evaluator.update(*previous)
+  result = losses.normalize_metrics(jax.device_get(sums))
+  if evaluator is not None:
+    result.update(evaluator.result())
+  return result
+
+
+def _report_eval(
+  workdir: str,
+  step: int,
+  metrics: dict,
+  M_max: int,
+  evaluator: Optional[evaluators.Evaluator] = None,
+) -> None:
+  """Prints the contract's `eval step=...` line (with the evaluator's headline figures),
+  appends the metrics to metrics.jsonl and writes the evaluator's files to eval/step_<N>/."""
+  shown = dict(
+    step=step,
+    exact_accuracy=metrics['exact_accuracy'],
+    accuracy=metrics['accuracy'],
+    blank_accuracy=metrics['blank_accuracy'],
+    steps=metrics['steps'],
   )
+  if evaluator is not None:
+    shown.update({k: metrics[k] for k in evaluator.shown})
+    if jax.process_index() == 0:
+      evaluator.write(os.path.join(workdir, 'eval', f'step_{step}'))
+  print('eval ' + _fmt(shown), flush=True)
   _log(workdir, dict(step=step, split='eval', M_max=M_max, **metrics))
 
 
@@ -170,8 +206,10 @@ def train_and_evaluate(cfg: ml_collections.ConfigDict, workdir: str) -> dict[str
   """
   config_lib.validate(cfg, jax.device_count())  # fail before building data or compiling
   data_dir = prepare_data(cfg, workdir)
-  train_split = data_format.load_split(data_dir, 'train')
-  test_split = data_format.load_split(data_dir, 'test')
+  # Memory-mapped: ARC with 1000 augmentations is ~4M examples, several GB as int32.
+  train_split = data_format.load_split(data_dir, 'train', mmap=True)
+  test_split = data_format.load_split(data_dir, 'test', mmap=True)
+  evaluator = evaluators.make(cfg, data_dir)
   os.makedirs(workdir, exist_ok=True)
   cfg, graphdef, state = _setup(
     cfg, train_split.metadata, loader.steps_per_epoch(train_split, cfg.train.global_batch_size)
@@ -241,16 +279,16 @@ def train_and_evaluate(cfg: ml_collections.ConfigDict, workdir: str) -> dict[str
       print('train ' + _fmt(dict(step=step, **{k: m[k] for k in TRAIN_SHOWN})), flush=True)
       _log(workdir, dict(step=step, split='train', **m))
     if step % t.eval_every == 0 or step == t.total_steps:
-      eval_metrics = run_eval(cfg, eval_fn, state, test_split, mesh)
-      _report_eval(workdir, step, eval_metrics, cfg.eval.halt_max_steps)
+      eval_metrics = run_eval(cfg, eval_fn, state, test_split, mesh, evaluator)
+      _report_eval(workdir, step, eval_metrics, cfg.eval.halt_max_steps, evaluator)
     if step % ckpt_every == 0 or step == t.total_steps:
       checkpoint.save(mngr, step, {'state': state, 'carry': carry})
   mngr.wait_until_finished()
   mngr.close()
   if not eval_metrics and start >= t.total_steps:
     print(f'already trained to step {start}; evaluating', flush=True)
-    eval_metrics = run_eval(cfg, eval_fn, state, test_split, mesh)
-    _report_eval(workdir, start, eval_metrics, cfg.eval.halt_max_steps)
+    eval_metrics = run_eval(cfg, eval_fn, state, test_split, mesh, evaluator)
+    _report_eval(workdir, start, eval_metrics, cfg.eval.halt_max_steps, evaluator)
   return eval_metrics
 
 
@@ -272,7 +310,8 @@ def evaluate_checkpoint(
   with open(_train_metadata_path(workdir)) as f:
     meta = data_format.Metadata.from_json(f.read())
   data_dir = eval_data or prepare_data(cfg, workdir)
-  test_split = data_format.load_split(data_dir, 'test')
+  test_split = data_format.load_split(data_dir, 'test', mmap=True)
+  evaluator = evaluators.make(cfg, data_dir)
   tm = test_split.metadata
   if (tm.vocab_size, tm.seq_len) != (meta.vocab_size, meta.seq_len):
     raise data_format.DatasetError(
@@ -290,6 +329,6 @@ def evaluate_checkpoint(
   step, restored = checkpoint.restore(mngr, {'state': state, 'carry': carry})
   state = restored['state']
   eval_fn = make_eval_fn(cfg, graphdef, mesh)
-  metrics = run_eval(cfg, eval_fn, state, test_split, mesh)
-  _report_eval(workdir, step, metrics, cfg.eval.halt_max_steps)
+  metrics = run_eval(cfg, eval_fn, state, test_split, mesh, evaluator)
+  _report_eval(workdir, step, metrics, cfg.eval.halt_max_steps, evaluator)
   return metrics

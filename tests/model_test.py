@@ -210,3 +210,24 @@ def test_transformer_baseline_is_one_pass_with_full_gradient():
   chex.assert_trees_all_equal(new_L, z_L)
   g = jax.grad(lambda z: jnp.sum(m.segment(z, z_L, x)[0]))(z_H)
   assert float(jnp.max(jnp.abs(g))) > 0  # nothing detached inside a segment
+
+
+@pytest.mark.parametrize(
+  'path,preset,vocab,count',
+  [
+    ('experiments/maze.py', 'default', 6, 27_270_146),
+    ('experiments/maze.py', 'trm', 6, 6_822_914),
+    ('experiments/arc.py', 'default', 12, 27_276_290),
+    ('experiments/arc.py', 'hrm_arc2', 12, 27_276_290),
+    ('experiments/arc.py', 'trm_arc1', 12, 6_829_058),
+    ('experiments/arc.py', 'trm_arc2', 12, 6_829_058),
+  ],
+)
+def test_maze_and_arc_parameter_counts(path, preset, vocab, count):
+  """Spec §2.3 and §4.6: the same networks with the 30x30 tasks' vocabularies (6 and 12)."""
+  cfg = helpers.load_config(path, preset)
+  config_lib.validate(cfg)
+  model = nnx.eval_shape(lambda: model_lib.ReasoningModel(cfg.model, vocab, 900, rngs=nnx.Rngs(0)))
+  _, params, _ = nnx.split(model, nnx.Param, layers.Buffer)
+  assert ts.count_params(nnx.to_pure_dict(params)) == count
+  assert model.total_len == 900 + (16 if cfg.model.arch == 'trm' else 1)

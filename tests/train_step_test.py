@@ -62,3 +62,37 @@ def test_second_step_keeps_unhalted_rows(setup):
 
 
 GOLDEN = {'lm_loss': 10.542057, 'q_halt_loss': 0.0268614, 'q_continue_loss': 0.1607184, 'lr': 6e-4}
+
+
+def test_arc_scale_puzzle_table_is_updated_in_place_on_touched_rows_only():
+  # ARC has ~10^6 puzzle ids (spec §6.6): the step must scatter into the donated table, not copy
+  # it, and only the batch's rows may change (sign-SGD, §5.2). 10^6 ids x 32 (128 MB) is large
+  # against the tiny model's ~7 MB of temporaries, which do not grow with the table.
+  cfg = helpers.tiny_config()
+  cfg.train.global_batch_size = 4
+  cfg = config_lib.resolve(cfg, 1.0)
+  num_ids = 1_000_000
+  graphdef, state = ts.init_state(cfg, 11, 81, num_ids)
+  rng = np.random.default_rng(1)
+  state = state.replace(
+    puzzle_emb=jnp.asarray(rng.standard_normal(state.puzzle_emb.shape), jnp.float32)
+  )
+  carry = ts.init_carry(graphdef, state, 4, 81)
+  batch = dict(
+    inputs=jnp.asarray(rng.integers(1, 11, (4, 81)), jnp.int32),
+    labels=jnp.asarray(rng.integers(2, 11, (4, 81)), jnp.int32),
+    puzzle_identifiers=jnp.array([7, 123_456, 7, 999_999], jnp.int32),
+  )
+  step = ts.jit_train_step(graphdef, cfg, donate_argnums=(0, 1))
+  table_bytes = num_ids * cfg.model.puzzle_emb_ndim * 4
+  memory = step.lower(state, carry, batch).compile().memory_analysis()
+  if memory is not None:  # the CPU backend reports it; nothing of the table's size is temporary
+    assert memory.temp_size_in_bytes < table_bytes // 4
+    assert memory.alias_size_in_bytes >= table_bytes
+  before = np.asarray(state.puzzle_emb).copy()
+  new_state, _, _ = step(state, carry, batch)
+  assert state.puzzle_emb.is_deleted()  # donated: the update reused its buffer
+  after = np.asarray(new_state.puzzle_emb)
+  touched = np.array([7, 123_456, 999_999])
+  changed = np.flatnonzero((after != before).any(axis=1))
+  np.testing.assert_array_equal(changed, touched)

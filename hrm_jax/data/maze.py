@@ -1,0 +1,409 @@
+"""Maze-Hard datasets (spec §6.4): the published 30x30 mazes from CSV, a generator, and `prepare`.
+
+Encoding (§6.4): a size×size maze is a row-major string over "# SGo"; tokens PAD 0, ``#`` wall 1,
+space 2, ``S`` 3, ``G`` 4, ``o`` path 5 (vocab 6, seq_len size², 900 for Maze-Hard). Inputs are
+the question (no ``o``); labels the full answer grid with the optimal path's cells between S and G
+marked ``o``, so the loss covers all cells. One shared puzzle id 0. A group is one maze: one
+puzzle with one example, or with ``aug`` (training split only) its 8 dihedral transforms (§6.5)
+as 8 puzzles, in the order tid 0..7.
+
+Sources:
+  csv      — ``train.csv``/``test.csv`` (1000 rows each, header ``source,question,answer,rating``)
+             from a local folder or the Hugging Face dataset ``sapientinc/maze-30x30-hard-1k``.
+             These are Lehnert et al. (2024)'s mazes filtered to shortest paths longer than 110
+             moves (the HRM paper). The reference builder draws its training subsample without a
+             seed; ours is seeded.
+  generate — offline mazes from ``maze_gen.generate_mazes``: the same constraints (size, a
+             shortest start-goal path longer than ``min_path_len`` moves, here also proved unique)
+             but NOT the published distribution: ours are corridor mazes grown from a random
+             spanning tree of a lattice with a few loops opened, not Lehnert et al.'s generator.
+             Scores on them are not comparable to the paper's Maze-Hard numbers.
+"""
+
+from __future__ import annotations
+
+import csv
+import functools
+import hashlib
+import json
+import os
+import time
+from collections.abc import Callable
+from typing import Any, Optional
+
+import numpy as np
+
+from hrm_jax.config import ConfigError
+from hrm_jax.data import build, grids, maze_gen
+from hrm_jax.data.format import (
+  DatasetError,
+  Metadata,
+  atomic_dataset_dir,
+  write_identifiers,
+  write_split,
+)
+
+CSV_COLUMNS = ('source', 'question', 'answer', 'rating')
+HF_REPO = 'sapientinc/maze-30x30-hard-1k'
+_CSV_HINT = 'point data.csv_dir at a folder holding train.csv and test.csv'
+GENERATOR_VERSION = 1  # bump when generated datasets change, so `prepare` rebuilds cached ones
+
+
+def metadata(num_groups: int, num_puzzles: int, seq_len: int) -> Metadata:
+  """The §6.1 metadata of a Maze split (§6.1 table row; seq_len = size², 900 for Maze-Hard)."""
+  return Metadata(
+    pad_id=maze_gen.PAD,
+    ignore_label_id=0,
+    blank_identifier_id=0,
+    vocab_size=maze_gen.VOCAB_SIZE,
+    seq_len=seq_len,
+    num_puzzle_identifiers=1,
+    total_groups=num_groups,
+    mean_puzzle_examples=1.0,
+    sets=['all'],
+    total_puzzles=num_puzzles,
+  )
+
+
+def augment_dihedral(questions: np.ndarray, answers: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+  """The 8 dihedral transforms (§6.5) of each of n square mazes, group-major.
+
+  questions, answers: tokens [n, L] with L = size²; returns ([8n, L], [8n, L]) whose rows
+  8i..8i+7 are maze i under tids 0..7 (``grids.dihedral`` on the [size, size] grid).
+  """
+  q, a = np.asarray(questions), np.asarray(answers)
+  n, length = q.shape
+  size = maze_gen.grid_size(length)
+
+  def all8(x: np.ndarray) -> np.ndarray:
+    g = x.reshape(n, size, size)
+    return np.stack([grids.dihedral(g, t) for t in range(grids.NUM_DIHEDRAL)], 1).reshape(
+      -1, length
+    )
+
+  return all8(q), all8(a)
+
+
+def path_lengths(answers: np.ndarray) -> np.ndarray:
+  """int [n]: moves of the path in each answer [n, L] (its ``o`` cells + 1)."""
+  return (np.asarray(answers) == maze_gen.PATH).sum(1) + 1
+
+
+# ---------------------------------------------------------------------------------------------
+# CSV source (Hugging Face sapientinc/maze-30x30-hard-1k)
+
+
+def _first(bad: np.ndarray) -> tuple[int, int]:
+  """(row, column) of the first True of a bool [n, L] array, in row-major order."""
+  row, col = np.argwhere(bad)[0]
+  return int(row), int(col)
+
+
+def _validate(path: str, lines: list[int], q: np.ndarray, a: np.ndarray, size: int) -> None:
+  """Checks decoded tokens [n, L] (0 = bad character already reported) row by row."""
+
+  def fail(row: int, msg: str) -> None:
+    raise DatasetError(f'{path}:{lines[row]}: {msg}')
+
+  def cell(col: int) -> str:
+    return f'position {col + 1} (row {col // size + 1}, column {col % size + 1})'
+
+  if (q == maze_gen.PATH).any():
+    row, col = _first(q == maze_gen.PATH)
+    fail(row, f"question has a path cell 'o' at {cell(col)}")
+  for token, name in ((maze_gen.START, 'S'), (maze_gen.GOAL, 'G')):
+    counts = (q == token).sum(1)
+    if (counts != 1).any():
+      row = int(np.argmax(counts != 1))
+      fail(row, f'question has {counts[row]} {name!r} cells, expected exactly 1')
+  bad = (q != a) & ~((q == maze_gen.FREE) & (a == maze_gen.PATH))
+  if bad.any():
+    row, col = _first(bad)
+    got = maze_gen.CHARSET[a[row, col] - 1]
+    want = maze_gen.CHARSET[q[row, col] - 1]
+    fail(row, f'answer has {got!r} where the question has {want!r} at {cell(col)}')
+
+
+def parse_csv(path: str) -> tuple[np.ndarray, np.ndarray]:
+  """Reads a Maze CSV (header ``source,question,answer,rating``; §6.4) in file order.
+
+  Returns (questions, answers), uint8 tokens [n, L] with L = size² the same for every row. Checks
+  the header, field count, equal square lengths, the characters "# SGo", one S and one G and no
+  ``o`` in each question, and that each answer equals its question except on free cells marked
+  ``o``. Problems raise DatasetError naming the file and 1-based line.
+  """
+  if not os.path.isfile(path):
+    raise DatasetError(f'{path}: CSV file does not exist')
+  lines, qs, ans, length = [], [], [], None
+  with open(path, newline='', encoding='utf-8-sig') as f:  # -sig: tolerate a byte-order mark
+    reader = csv.reader(f)
+    header = next(reader, None)
+    if header is None or tuple(h.strip() for h in header) != CSV_COLUMNS:
+      raise DatasetError(
+        f'{path}: expected header {",".join(CSV_COLUMNS)}, found '
+        f'{",".join(header) if header else "an empty file"}'
+      )
+    for row in reader:
+      line = reader.line_num
+      if not row:  # blank line
+        continue
+      if len(row) != len(CSV_COLUMNS):
+        raise DatasetError(f'{path}:{line}: expected {len(CSV_COLUMNS)} fields, found {len(row)}')
+      _, q, a, _ = row
+      if length is None:
+        length = len(q)
+        try:
+          maze_gen.grid_size(length)
+        except ValueError:
+          raise DatasetError(
+            f'{path}:{line}: question has {length} characters, not a square grid'
+          ) from None
+      for name, s in (('question', q), ('answer', a)):
+        if len(s) != length:
+          raise DatasetError(
+            f'{path}:{line}: {name} has {len(s)} characters, expected {length} (as the first row)'
+          )
+      lines.append(line)
+      qs.append(q)
+      ans.append(a)
+  if not lines:
+    raise DatasetError(f'{path}: no mazes after the header')
+  n = len(lines)
+  tokens = []
+  for name, strings in (('question', qs), ('answer', ans)):
+    codes = np.array(strings, dtype=f'<U{length}').view(np.uint32).reshape(n, length)
+    t = maze_gen.codes_to_tokens(codes)
+    if (t == maze_gen.PAD).any():
+      row, col = _first(t == maze_gen.PAD)
+      raise DatasetError(
+        f'{path}:{lines[row]}: invalid character {strings[row][col]!r} at position {col + 1} '
+        f'of the {name} (allowed: {maze_gen.CHARSET!r})'
+      )
+    tokens.append(t)
+  _validate(path, lines, tokens[0], tokens[1], maze_gen.grid_size(length))
+  return tokens[0], tokens[1]
+
+
+def _write_dataset(
+  out_dir: str,
+  train: tuple[np.ndarray, np.ndarray],
+  aug: bool,
+  test: tuple[np.ndarray, np.ndarray],
+  overwrite: bool,
+  extra_files: dict[str, Any],
+) -> None:
+  """Writes train (groups of 8 transforms with ``aug``, else 1 puzzle) and test (1 per group)."""
+  per_group = grids.NUM_DIHEDRAL if aug else 1
+  if aug:
+    train = augment_dihedral(*train)
+  with atomic_dataset_dir(out_dir, overwrite=overwrite) as tmp:
+    for split, (q, a), group in (('train', train, per_group), ('test', test, 1)):
+      groups, puzzles = len(q) // group, len(q)
+      write_split(
+        tmp,
+        split,
+        metadata(groups, puzzles, q.shape[1]),
+        q,
+        a,
+        np.zeros(puzzles, np.int32),
+        np.arange(puzzles + 1, dtype=np.int32),
+        np.arange(groups + 1, dtype=np.int32) * group,
+      )
+    write_identifiers(tmp, ['<blank>'])
+    for name, content in extra_files.items():
+      with open(os.path.join(tmp, name), 'w') as f:
+        json.dump(content, f, indent=1)
+
+
+def _summary(values: np.ndarray) -> dict[str, float]:
+  if not len(values):
+    return {}
+  return {'min': int(values.min()), 'max': int(values.max()), 'mean': float(values.mean())}
+
+
+def build_from_csv(
+  out_dir: str,
+  csv_dir: Optional[str] = None,
+  hf_repo: str = HF_REPO,
+  subsample_size: Optional[int] = None,
+  aug: bool = False,
+  seed: int = 0,
+  overwrite: bool = False,
+) -> str:
+  """Builds Maze-Hard in the §6.1 format at ``out_dir`` (atomically) and returns it (§6.4).
+
+  Reads ``train.csv``/``test.csv`` from ``csv_dir``, or downloads them from ``hf_repo``. Train is
+  subsampled (seeded) to ``subsample_size`` mazes and, with ``aug``, each maze becomes a group of
+  its 8 dihedral transforms; test is never augmented. ``build.json`` records the sources, the
+  parameters, path-length summaries and how many labels ``maze_gen.valid_optimal`` accepts.
+  """
+  paths = {
+    s: (
+      os.path.join(csv_dir, f'{s}.csv')
+      if csv_dir
+      else build.download_hf(hf_repo, f'{s}.csv', _CSV_HINT)
+    )
+    for s in ('train', 'test')
+  }
+  train_q, train_a = parse_csv(paths['train'])
+  test_q, test_a = parse_csv(paths['test'])
+  if train_q.shape[1] != test_q.shape[1]:
+    raise DatasetError(
+      f'{paths["test"]}: mazes have {test_q.shape[1]} cells but those of {paths["train"]} have '
+      f'{train_q.shape[1]}; both splits need the same size'
+    )
+  if subsample_size is not None and subsample_size < len(train_q):
+    # The reference draws this subset without a seed, so its subsets differ per build (§6.4).
+    keep = np.random.default_rng(seed).choice(len(train_q), size=subsample_size, replace=False)
+    train_q, train_a = train_q[keep], train_a[keep]
+  info = {
+    'csv': {s: os.path.abspath(p) for s, p in paths.items()},
+    'hf_repo': hf_repo,
+    'subsample_size': subsample_size,
+    'aug': aug,
+    'seed': seed,
+  }
+  for split, q, a in (('train', train_q, train_a), ('test', test_q, test_a)):
+    info[split] = {
+      'mazes': len(q),
+      'path_len': _summary(path_lengths(a)),
+      'labels_valid_optimal': int(maze_gen.valid_optimal(q, a).sum()),
+    }
+  _write_dataset(
+    out_dir, (train_q, train_a), aug, (test_q, test_a), overwrite, {'build.json': info}
+  )
+  return out_dir
+
+
+# ---------------------------------------------------------------------------------------------
+# Generated source (mazes from maze_gen)
+
+
+def build_generated(
+  out_dir: str,
+  num_train: int,
+  num_test: int,
+  size: int,
+  min_path_len: int,
+  aug: bool,
+  seed: int,
+  overwrite: bool = False,
+) -> str:
+  """Builds a generated Maze dataset in the §6.1 format at ``out_dir`` (atomically).
+
+  Train and test mazes (size×size, unique shortest path longer than ``min_path_len`` moves) come
+  from independent streams of ``seed``. A test maze equal to any dihedral transform of a train maze
+  is dropped, so test is held out with or without ``aug``. With ``aug`` each train maze becomes a
+  group of its 8 dihedral transforms; test is not augmented. Also writes ``identifiers.json`` and
+  ``generator.json`` (version, parameters, seconds, dropped duplicates, path-length summaries).
+  Returns ``out_dir``.
+  """
+  started = time.time()
+  train_ss, test_ss = np.random.SeedSequence(seed).spawn(2)
+  train_q, train_a = maze_gen.generate_mazes(
+    num_train, size, min_path_len, np.random.default_rng(train_ss)
+  )
+  test_q, test_a = maze_gen.generate_mazes(
+    num_test, size, min_path_len, np.random.default_rng(test_ss)
+  )
+  seen = {row.tobytes() for row in augment_dihedral(train_q, train_a)[0]}
+  fresh = np.array([q.tobytes() not in seen for q in test_q], bool)
+  test_q, test_a = test_q[fresh], test_a[fresh]
+  params = {
+    'num_train': num_train,
+    'num_test': num_test,
+    'size': size,
+    'min_path_len': min_path_len,
+    'aug': aug,
+    'seed': seed,
+  }
+  info = {
+    'version': GENERATOR_VERSION,
+    'params': params,
+    'seconds': round(time.time() - started, 3),
+    'test_dropped_duplicates': int((~fresh).sum()),
+  }
+  for split, q, a in (('train', train_q, train_a), ('test', test_q, test_a)):
+    info[split] = {
+      'mazes': len(q),
+      'path_len': _summary(path_lengths(a)),
+      'wall_fraction': float((q == maze_gen.WALL).mean()) if len(q) else 0.0,
+    }
+  _write_dataset(
+    out_dir, (train_q, train_a), aug, (test_q, test_a), overwrite, {'generator.json': info}
+  )
+  return out_dir
+
+
+# ---------------------------------------------------------------------------------------------
+# Config -> dataset folder
+
+
+def _generate_plan(cfg: Any, aug: bool, seed: int) -> tuple[str, Callable[..., str]]:
+  """(folder name, builder) of a 'generate' config."""
+  num_train = build.config_field(cfg, 'num_train', int, lo=1)
+  num_test = build.config_field(cfg, 'num_test', int, lo=1)
+  size = build.config_field(cfg, 'maze_size', int, lo=3)
+  min_path_len = build.config_field(cfg, 'min_path_len', int, lo=0)
+  if min_path_len >= maze_gen.max_path_len(size):
+    raise ConfigError(
+      f'data.min_path_len must be < {maze_gen.max_path_len(size)} for data.maze_size {size} '
+      f'(no longer shortest path fits), got {min_path_len}'
+    )
+  name = f'maze-gen-n{num_train}-t{num_test}-z{size}-p{min_path_len}-aug{int(aug)}-s{seed}'
+  return name, functools.partial(
+    build_generated,
+    num_train=num_train,
+    num_test=num_test,
+    size=size,
+    min_path_len=min_path_len,
+    aug=aug,
+    seed=seed,
+  )
+
+
+def _csv_plan(cfg: Any, aug: bool, seed: int) -> tuple[str, Callable[..., str]]:
+  """(folder name, builder) of a 'csv' config; the name hashes a local csv_dir's path."""
+  csv_dir = build.config_field(cfg, 'csv_dir', str, '')
+  hf_repo = build.config_field(cfg, 'hf_repo', str, HF_REPO)
+  subsample = build.config_field(cfg, 'subsample_size', int, 0, lo=0)
+  origin = (
+    f'dir{hashlib.sha1(os.path.abspath(csv_dir).encode()).hexdigest()[:8]}'
+    if csv_dir
+    else hf_repo.replace('/', '_')
+  )
+  name = f'maze-csv-{origin}-sub{subsample or "all"}-aug{int(aug)}-s{seed}'
+  return name, functools.partial(
+    build_from_csv,
+    csv_dir=csv_dir or None,
+    hf_repo=hf_repo,
+    subsample_size=subsample or None,
+    aug=aug,
+    seed=seed,
+  )
+
+
+def prepare(data_cfg: Any, workdir: str) -> str:
+  """Resolves a ``data`` config to a dataset folder in the §6.1 format, building it if needed.
+
+  ``data_cfg.path`` non-empty: that existing folder is validated (DatasetError naming it if
+  missing or corrupt) and returned. Otherwise the dataset described by ``source`` ('generate' or
+  'csv'), ``aug``, ``seed`` and the source's fields is built once into ``<workdir>/data/<name>``,
+  the name encoding every parameter (e.g. ``maze-gen-n2000-t500-z9-p12-aug1-s0``), and reused
+  while it validates (a corrupt copy, or one from another generator version, is rebuilt). Invalid
+  values raise ConfigError naming ``data.<field>``.
+  """
+  path = build.config_field(data_cfg, 'path', str, '')
+  if path:
+    return build.check_built(path)
+  source = build.config_field(data_cfg, 'source', str, 'csv')
+  if source not in ('generate', 'csv'):
+    raise ConfigError(f"data.source must be 'generate' or 'csv', got {source!r}")
+  aug = build.config_field(data_cfg, 'aug', bool, False)
+  seed = build.config_field(data_cfg, 'seed', int, 0, lo=0)
+  plan = _generate_plan if source == 'generate' else _csv_plan
+  name, builder = plan(data_cfg, aug, seed)
+  out = os.path.join(workdir, 'data', name)
+  if source == 'generate':
+    return build.build_once(out, builder, 'generator.json', GENERATOR_VERSION)
+  return build.build_once(out, builder)
