@@ -82,16 +82,7 @@ def _trm_arc2(c):
 
 def _cpu(c):
   _data(c, 'arc1')
-  c.model.update(
-    hidden_size=64,
-    num_heads=2,
-    H_layers=1,
-    L_layers=1,
-    H_cycles=2,
-    L_cycles=2,
-    compute_dtype='float32',  # bf16 gains nothing on CPUs without bf16 units
-    puzzle_emb_ndim=64,
-  )
+  config_lib.use_cpu_recipe(c)
   c.act.update(halt_max_steps=4)
   c.data.update(canvas=10, max_grid=10, max_tasks=16, num_aug=16)
   c.train.update(global_batch_size=64, steps=600, eval_every=300, log_every=50)

@@ -64,29 +64,9 @@ def _trm(c):
 
 def _cpu(c):
   _data(c)
-  c.model.update(
-    hidden_size=64,
-    num_heads=2,
-    H_layers=1,
-    L_layers=1,
-    H_cycles=2,
-    L_cycles=2,
-    compute_dtype='float32',  # bf16 gains nothing on CPUs without bf16 units
-    puzzle_emb_ndim=64,
-  )
-  c.act.update(halt_max_steps=8)
+  config_lib.use_cpu_recipe(c)
   c.data.update(
     source='generate', num_train=2000, num_test=500, maze_size=9, min_path_len=12, aug=True
-  )
-  c.train.update(global_batch_size=64, steps=2000, eval_every=500, log_every=50)
-  c.eval.update(batch_size=250)
-  c.opt.update(
-    lr=1e-3,
-    lr_min_ratio=0.1,
-    puzzle_emb_lr=1e-3,
-    lr_warmup_steps=100,
-    weight_decay=0.1,
-    puzzle_emb_weight_decay=0.1,
   )
 
 

@@ -50,17 +50,7 @@ def _cpu(c):
   # Tuned on 2 CPU cores with a few measured runs (README table): hidden 128 is ~2.5x slower per
   # step than 64 for little gain per minute; learned positions and lr 3e-3 learned slower;
   # M_max 4 instead of 8 was slightly worse at equal steps.
-  c.model.update(
-    hidden_size=64,
-    num_heads=2,
-    H_layers=1,
-    L_layers=1,
-    H_cycles=2,
-    L_cycles=2,
-    compute_dtype='float32',  # bf16 gains nothing on CPUs without bf16 units (README bench)
-    puzzle_emb_ndim=64,
-  )
-  c.act.update(halt_max_steps=8)
+  config_lib.use_cpu_recipe(c)
   c.data.update(
     source='generate',
     num_train=2000,
@@ -70,16 +60,6 @@ def _cpu(c):
     train_max_blanks=50,
     test_min_blanks=35,
     test_max_blanks=50,
-  )
-  c.train.update(global_batch_size=64, steps=2000, eval_every=500, log_every=50)
-  c.eval.update(batch_size=250)
-  c.opt.update(
-    lr=1e-3,
-    lr_min_ratio=0.1,
-    puzzle_emb_lr=1e-3,
-    lr_warmup_steps=100,
-    weight_decay=0.1,
-    puzzle_emb_weight_decay=0.1,
   )
 
 

