@@ -65,9 +65,13 @@ def _trm(c):
 def _cpu(c):
   _data(c)
   config_lib.use_cpu_recipe(c)
+  # 5x5 mazes: at 7x7 this 132k-parameter HRM got 1% of the path cells right after 900 steps,
+  # at 5x5 it finds paths within minutes (README). Half of the 500 test mazes repeat
+  # a training maze up to symmetry and are dropped, leaving ~250 held-out mazes.
   c.data.update(
-    source='generate', num_train=2000, num_test=500, maze_size=9, min_path_len=12, aug=True
+    source='generate', num_train=2000, num_test=500, maze_size=5, min_path_len=4, aug=True
   )
+  c.train.update(steps=3000, eval_every=750)
 
 
 PRESETS = {'default': _paper, 'trm': _trm, 'cpu': _cpu}
