@@ -174,6 +174,17 @@ def test_every_dihedral_and_colour_map_inverts_exactly():
       np.testing.assert_array_equal(back, g)
 
 
+def test_variant_names_of_both_reference_builders_parse():
+  cmap = np.array([0, 3, 1, 2, 9, 8, 7, 6, 5, 4], np.uint8)
+  for name in ('a1b2c3d4|||t5|||0312987654', 'a1b2c3d4_t5_0312987654'):
+    task, tid, m = grids.parse_variant_name(name)
+    assert (task, tid) == ('a1b2c3d4', 5)
+    np.testing.assert_array_equal(m, cmap)
+  assert grids.parse_variant_name('Above_Below1')[:2] == ('Above_Below1', 0)  # a bare id
+  with pytest.raises(ValueError, match='not an ARC variant name'):
+    grids.parse_variant_name('x|||t9|||0123456789')
+
+
 @pytest.mark.parametrize('canvas', [CANVAS, grids.CANVAS])
 def test_crop_inverts_encode_for_every_shape(canvas):
   rng = np.random.default_rng(2)

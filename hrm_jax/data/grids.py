@@ -15,6 +15,7 @@ transform applies the colour map, then the dihedral transform (they commute).
 from __future__ import annotations
 
 import hashlib
+import re
 
 import numpy as np
 
@@ -88,10 +89,21 @@ def variant_name(task_id: str, tid: int, colour_map: np.ndarray) -> str:
   return f'{task_id}{VARIANT_SEPARATOR}t{tid}{VARIANT_SEPARATOR}{"".join(map(str, m))}'
 
 
+_HRM_VARIANT = re.compile(r'^(.+)_t([0-7])_([0-9]{10})$')
+
+
 def parse_variant_name(name: str) -> tuple[str, int, np.ndarray]:
-  """(task id, tid, colour map uint8 [10]) of a variant name; a bare task id is the identity."""
+  """(task id, tid, colour map uint8 [10]) of a variant name; a bare task id is the identity.
+
+  Reads TRM's ``<id>|||t<tid>|||<map>`` (what we write) and HRM's ``<id>_t<tid>_<map>``, so
+  datasets built by either reference repository can be scored.
+  """
   parts = name.split(VARIANT_SEPARATOR)
   if len(parts) == 1:
+    hrm = _HRM_VARIANT.match(name)
+    if hrm:
+      task_id, tid, digits = hrm.groups()
+      return task_id, int(tid), check_colour_map(np.array([int(c) for c in digits]))
     return name, 0, np.arange(NUM_COLOURS, dtype=np.uint8)
   if len(parts) != 3 or not parts[1].startswith('t') or not parts[1][1:].isdigit():
     raise ValueError(f'not an ARC variant name: {name!r}')
