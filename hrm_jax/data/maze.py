@@ -338,8 +338,17 @@ def build_generated(
 # Config -> dataset folder
 
 
-def _generate_plan(cfg: Any, aug: bool, seed: int) -> tuple[str, Callable[..., str]]:
+def _common(cfg: Any) -> tuple[bool, int]:
+  """(aug, seed) of any Maze config."""
+  return (
+    build.config_field(cfg, 'aug', bool, False),
+    build.config_field(cfg, 'seed', int, 0, lo=0),
+  )
+
+
+def _generate_plan(cfg: Any) -> tuple[str, Callable[..., str]]:
   """(folder name, builder) of a 'generate' config."""
+  aug, seed = _common(cfg)
   num_train = build.config_field(cfg, 'num_train', int, lo=1)
   num_test = build.config_field(cfg, 'num_test', int, lo=1)
   size = build.config_field(cfg, 'maze_size', int, lo=3)
@@ -361,16 +370,15 @@ def _generate_plan(cfg: Any, aug: bool, seed: int) -> tuple[str, Callable[..., s
   )
 
 
-def _csv_plan(cfg: Any, aug: bool, seed: int) -> tuple[str, Callable[..., str]]:
+def _csv_plan(cfg: Any) -> tuple[str, Callable[..., str]]:
   """(folder name, builder) of a 'csv' config; the name hashes a local csv_dir's path."""
-  csv_dir = build.config_field(cfg, 'csv_dir', str, '')
-  hf_repo = build.config_field(cfg, 'hf_repo', str, HF_REPO)
+  aug, seed = _common(cfg)
+  csv_dir, hf_repo, origin = build.csv_source(cfg, HF_REPO)
   subsample = build.config_field(cfg, 'subsample_size', int, 0, lo=0)
-  origin = f'dir{build.path_tag(csv_dir)}' if csv_dir else hf_repo.replace('/', '_')
   name = f'maze-csv-{origin}-sub{subsample or "all"}-aug{int(aug)}-s{seed}'
   return name, functools.partial(
     build_from_csv,
-    csv_dir=csv_dir or None,
+    csv_dir=csv_dir,
     hf_repo=hf_repo,
     subsample_size=subsample or None,
     aug=aug,
@@ -379,26 +387,16 @@ def _csv_plan(cfg: Any, aug: bool, seed: int) -> tuple[str, Callable[..., str]]:
 
 
 def prepare(data_cfg: Any, workdir: str) -> str:
-  """Resolves a ``data`` config to a dataset folder in the §6.1 format, building it if needed.
+  """Resolves a Maze ``data`` config to a dataset folder in the §6.1 format (§6.4).
 
-  ``data_cfg.path`` non-empty: that existing folder is validated (DatasetError naming it if
-  missing or corrupt) and returned. Otherwise the dataset described by ``source`` ('generate' or
-  'csv'), ``aug``, ``seed`` and the source's fields is built once into ``<workdir>/data/<name>``,
-  the name encoding every parameter (e.g. ``maze-gen-n2000-t500-z9-p12-aug1-s0``), and reused
-  while it validates (a corrupt copy, or one from another generator version, is rebuilt). Invalid
-  values raise ConfigError naming ``data.<field>``.
+  ``source`` 'csv' (default) or 'generate' with their fields and ``aug``, ``seed``, see
+  ``build.prepare_dataset``; folders are named like ``maze-gen-n2000-t500-z5-p4-aug1-s0``, and
+  a generated one from another generator version is rebuilt.
   """
-  path = build.config_field(data_cfg, 'path', str, '')
-  if path:
-    return build.check_built(path)
-  source = build.config_field(data_cfg, 'source', str, 'csv')
-  if source not in ('generate', 'csv'):
-    raise ConfigError(f"data.source must be 'generate' or 'csv', got {source!r}")
-  aug = build.config_field(data_cfg, 'aug', bool, False)
-  seed = build.config_field(data_cfg, 'seed', int, 0, lo=0)
-  plan = _generate_plan if source == 'generate' else _csv_plan
-  name, builder = plan(data_cfg, aug, seed)
-  out = os.path.join(workdir, 'data', name)
-  if source == 'generate':
-    return build.build_once(out, builder, 'generator.json', GENERATOR_VERSION)
-  return build.build_once(out, builder)
+  return build.prepare_dataset(
+    data_cfg,
+    workdir,
+    {'generate': _generate_plan, 'csv': _csv_plan},
+    'csv',
+    {'generate': ('generator.json', GENERATOR_VERSION)},
+  )

@@ -363,8 +363,17 @@ def build_generated(
 # Config -> dataset folder
 
 
-def _generate_plan(cfg: Any, num_aug: int, seed: int) -> tuple[str, Callable[..., str]]:
+def _common(cfg: Any) -> tuple[int, int]:
+  """(num_aug, seed) of any Sudoku config."""
+  return (
+    build.config_field(cfg, 'num_aug', int, 0, lo=0),
+    build.config_field(cfg, 'seed', int, 0, lo=0),
+  )
+
+
+def _generate_plan(cfg: Any) -> tuple[str, Callable[..., str]]:
   """(folder name, builder) of a 'generate' config."""
+  num_aug, seed = _common(cfg)
   gen = {k: build.config_field(cfg, k, int, lo=1) for k in ('num_train', 'num_test')}
   for split in ('train', 'test'):
     lo, hi = (
@@ -382,17 +391,16 @@ def _generate_plan(cfg: Any, num_aug: int, seed: int) -> tuple[str, Callable[...
   return name, functools.partial(build_generated, num_aug=num_aug, seed=seed, **gen)
 
 
-def _csv_plan(cfg: Any, num_aug: int, seed: int) -> tuple[str, Callable[..., str]]:
+def _csv_plan(cfg: Any) -> tuple[str, Callable[..., str]]:
   """(folder name, builder) of a 'csv' config; the name hashes a local csv_dir's path."""
-  csv_dir = build.config_field(cfg, 'csv_dir', str, '')
-  hf_repo = build.config_field(cfg, 'hf_repo', str, 'sapientinc/sudoku-extreme')
+  num_aug, seed = _common(cfg)
+  csv_dir, hf_repo, origin = build.csv_source(cfg, 'sapientinc/sudoku-extreme')
   subsample = build.config_field(cfg, 'subsample_size', int, 0, lo=0)
   difficulty = build.config_field(cfg, 'min_difficulty', int, 0, lo=0)
-  origin = f'dir{build.path_tag(csv_dir)}' if csv_dir else hf_repo.replace('/', '_')
   name = f'sudoku-csv-{origin}-sub{subsample or "all"}-d{difficulty}-aug{num_aug}-s{seed}'
   return name, functools.partial(
     build_from_csv,
-    csv_dir=csv_dir or None,
+    csv_dir=csv_dir,
     hf_repo=hf_repo,
     subsample_size=subsample or None,
     min_difficulty=difficulty or None,
@@ -402,25 +410,16 @@ def _csv_plan(cfg: Any, num_aug: int, seed: int) -> tuple[str, Callable[..., str
 
 
 def prepare(data_cfg: Any, workdir: str) -> str:
-  """Resolves a ``data`` config to a dataset folder in the §6.1 format, building it if needed.
+  """Resolves a Sudoku ``data`` config to a dataset folder in the §6.1 format (§6.3).
 
-  ``data_cfg.path`` non-empty: that existing folder is validated (DatasetError naming it if
-  missing or corrupt) and returned. Otherwise the dataset described by ``source`` ('generate' or
-  'csv') and its parameters is built once into ``<workdir>/data/<name>``, the name encoding every
-  parameter (e.g. ``sudoku-gen-n2000-t500-aug8-b30_50-tb35_55-s0``), and reused while it
-  validates (a corrupt copy is rebuilt). Invalid values raise ValueError naming ``data.<field>``.
+  ``source`` 'generate' (default) or 'csv' with their fields, see ``build.prepare_dataset``;
+  folders are named like ``sudoku-gen-n2000-t500-aug8-b30_50-tb35_55-s0``, and a generated one
+  from another generator version is rebuilt.
   """
-  path = build.config_field(data_cfg, 'path', str, '')
-  if path:
-    return build.check_built(path)
-  source = build.config_field(data_cfg, 'source', str, 'generate')
-  if source not in ('generate', 'csv'):
-    raise ConfigError(f"data.source must be 'generate' or 'csv', got {source!r}")
-  num_aug = build.config_field(data_cfg, 'num_aug', int, 0, lo=0)
-  seed = build.config_field(data_cfg, 'seed', int, 0, lo=0)
-  plan = _generate_plan if source == 'generate' else _csv_plan
-  name, builder = plan(data_cfg, num_aug, seed)
-  out = os.path.join(workdir, 'data', name)
-  if source == 'generate':
-    return build.build_once(out, builder, 'generator.json', GENERATOR_VERSION)
-  return build.build_once(out, builder)
+  return build.prepare_dataset(
+    data_cfg,
+    workdir,
+    {'generate': _generate_plan, 'csv': _csv_plan},
+    'generate',
+    {'generate': ('generator.json', GENERATOR_VERSION)},
+  )
