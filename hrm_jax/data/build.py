@@ -17,7 +17,14 @@ import numpy as np
 from absl import logging
 
 from hrm_jax.config import ConfigError
-from hrm_jax.data.format import DatasetError, load_split
+from hrm_jax.data.format import (
+  DatasetError,
+  Metadata,
+  atomic_dataset_dir,
+  load_split,
+  write_identifiers,
+  write_split,
+)
 
 REQUIRED = object()
 
@@ -68,6 +75,46 @@ def csv_source(cfg: Any, default_repo: str) -> tuple[Optional[str], str, str]:
   hf_repo = config_field(cfg, 'hf_repo', str, default_repo)
   tag = f'dir{path_tag(csv_dir)}' if csv_dir else hf_repo.replace('/', '_')
   return csv_dir or None, hf_repo, tag
+
+
+def summary(values: np.ndarray) -> dict[str, float]:
+  """{'min', 'max', 'mean'} of a 1-D array for build records; {} when it is empty."""
+  if not len(values):
+    return {}
+  return {'min': int(values.min()), 'max': int(values.max()), 'mean': float(values.mean())}
+
+
+def write_single_example_puzzles(
+  out_dir: str,
+  splits: Mapping[str, tuple[np.ndarray, np.ndarray, int]],
+  make_metadata: Callable[[int, int], Metadata],
+  overwrite: bool,
+  extra_files: Mapping[str, Any],
+) -> None:
+  """Writes a §6.1 dataset whose puzzles hold one example each and share puzzle id 0 (Sudoku,
+  Maze), atomically at ``out_dir``.
+
+  splits: name -> (inputs [N, L], labels [N, L] tokens, puzzles per group), groups being runs
+  of consecutive puzzles (a base puzzle and its variants). ``make_metadata(groups, puzzles)``
+  gives each split's metadata; ``extra_files`` (name -> JSON object) are written at the root.
+  """
+  with atomic_dataset_dir(out_dir, overwrite=overwrite) as tmp:
+    for split, (inputs, labels, per_group) in splits.items():
+      groups, puzzles = len(inputs) // per_group, len(inputs)
+      write_split(
+        tmp,
+        split,
+        make_metadata(groups, puzzles),
+        inputs,
+        labels,
+        np.zeros(puzzles, np.int32),
+        np.arange(puzzles + 1, dtype=np.int32),
+        np.arange(groups + 1, dtype=np.int32) * per_group,
+      )
+    write_identifiers(tmp, ['<blank>'])
+    for name, content in extra_files.items():
+      with open(os.path.join(tmp, name), 'w') as f:
+        json.dump(content, f, indent=1)
 
 
 def check_built(path: str) -> str:

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import csv
 import functools
-import json
 import os
 import time
 from collections.abc import Callable
@@ -37,9 +36,6 @@ from hrm_jax.data import build, grids, maze_gen
 from hrm_jax.data.format import (
   DatasetError,
   Metadata,
-  atomic_dataset_dir,
-  write_identifiers,
-  write_split,
 )
 
 CSV_COLUMNS = ('source', 'question', 'answer', 'rating')
@@ -192,32 +188,16 @@ def _write_dataset(
   extra_files: dict[str, Any],
 ) -> None:
   """Writes train (groups of 8 transforms with ``aug``, else 1 puzzle) and test (1 per group)."""
-  per_group = grids.NUM_DIHEDRAL if aug else 1
   if aug:
     train = augment_dihedral(*train)
-  with atomic_dataset_dir(out_dir, overwrite=overwrite) as tmp:
-    for split, (q, a), group in (('train', train, per_group), ('test', test, 1)):
-      groups, puzzles = len(q) // group, len(q)
-      write_split(
-        tmp,
-        split,
-        metadata(groups, puzzles, q.shape[1]),
-        q,
-        a,
-        np.zeros(puzzles, np.int32),
-        np.arange(puzzles + 1, dtype=np.int32),
-        np.arange(groups + 1, dtype=np.int32) * group,
-      )
-    write_identifiers(tmp, ['<blank>'])
-    for name, content in extra_files.items():
-      with open(os.path.join(tmp, name), 'w') as f:
-        json.dump(content, f, indent=1)
-
-
-def _summary(values: np.ndarray) -> dict[str, float]:
-  if not len(values):
-    return {}
-  return {'min': int(values.min()), 'max': int(values.max()), 'mean': float(values.mean())}
+  seq_len = train[0].shape[1]
+  build.write_single_example_puzzles(
+    out_dir,
+    {'train': (*train, grids.NUM_DIHEDRAL if aug else 1), 'test': (*test, 1)},
+    lambda groups, puzzles: metadata(groups, puzzles, seq_len),
+    overwrite,
+    extra_files,
+  )
 
 
 def build_from_csv(
@@ -265,7 +245,7 @@ def build_from_csv(
   for split, q, a in (('train', train_q, train_a), ('test', test_q, test_a)):
     info[split] = {
       'mazes': len(q),
-      'path_len': _summary(path_lengths(a)),
+      'path_len': build.summary(path_lengths(a)),
       'labels_valid_optimal': int(maze_gen.valid_optimal(q, a).sum()),
     }
   _write_dataset(
@@ -325,7 +305,7 @@ def build_generated(
   for split, q, a in (('train', train_q, train_a), ('test', test_q, test_a)):
     info[split] = {
       'mazes': len(q),
-      'path_len': _summary(path_lengths(a)),
+      'path_len': build.summary(path_lengths(a)),
       'wall_fraction': float((q == maze_gen.WALL).mean()) if len(q) else 0.0,
     }
   _write_dataset(

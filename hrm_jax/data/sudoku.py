@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import csv
 import functools
-import json
 import os
 import time
 from collections.abc import Callable
@@ -27,9 +26,6 @@ from hrm_jax.data import build
 from hrm_jax.data.format import (
   DatasetError,
   Metadata,
-  atomic_dataset_dir,
-  write_identifiers,
-  write_split,
 )
 from hrm_jax.data.sudoku_gen import MAX_BLANKS, generate_puzzles
 
@@ -218,24 +214,15 @@ def _write_dataset(
   overwrite: bool,
   extra_files: dict[str, Any],
 ) -> None:
-  """Writes train (groups of ``variants`` consecutive puzzles) and test (one puzzle per group)."""
-  with atomic_dataset_dir(out_dir, overwrite=overwrite) as tmp:
-    for split, (q, a), per_group in (('train', train, variants), ('test', test, 1)):
-      groups, puzzles = len(q) // per_group, len(q)
-      write_split(
-        tmp,
-        split,
-        metadata(groups, puzzles),
-        q + 1,
-        a + 1,
-        np.zeros(puzzles, np.int32),
-        np.arange(puzzles + 1, dtype=np.int32),
-        np.arange(groups + 1, dtype=np.int32) * per_group,
-      )
-    write_identifiers(tmp, ['<blank>'])
-    for name, content in extra_files.items():
-      with open(os.path.join(tmp, name), 'w') as f:
-        json.dump(content, f, indent=1)
+  """Writes values 0..9 as tokens 1..10: train in groups of ``variants``, test one per group."""
+  (train_q, train_a), (test_q, test_a) = train, test
+  build.write_single_example_puzzles(
+    out_dir,
+    {'train': (train_q + 1, train_a + 1, variants), 'test': (test_q + 1, test_a + 1, 1)},
+    metadata,
+    overwrite,
+    extra_files,
+  )
 
 
 def build_from_csv(
@@ -293,12 +280,6 @@ def build_from_csv(
 # Generated source (puzzles from sudoku_gen)
 
 
-def _summary(values: np.ndarray) -> dict[str, float]:
-  if not len(values):
-    return {}
-  return {'min': int(values.min()), 'max': int(values.max()), 'mean': float(values.mean())}
-
-
 def build_generated(
   out_dir: str,
   num_train: int,
@@ -352,8 +333,8 @@ def build_generated(
   for split, q, r in (('train', train_q, train_r), ('test', test_q, test_r)):
     info[split] = {
       'base_puzzles': len(q),
-      'blanks': _summary((q == 0).sum(axis=1)),
-      'rating': _summary(r),
+      'blanks': build.summary((q == 0).sum(axis=1)),
+      'rating': build.summary(r),
     }
   _write_dataset(out_dir, train, 1 + num_aug, (test_q, test_a), overwrite, {'generator.json': info})
   return out_dir
