@@ -13,6 +13,9 @@ cpu — a small HRM that learns on 2 CPU cores in minutes on generated puzzles (
     python -m hrm_jax.main --config=experiments/sudoku.py:cpu --workdir=runs/sudoku_cpu
   Expected: see the README table (blank_accuracy on held-out puzzles with ≥ 35 blanks).
 
+tiny — the cpu preset at hidden 32 on 64 puzzles, 6 steps: seconds. For tests, the
+  fault-injection drill (`python -m hrm_jax.tools.fault_injection`) and smoke checks.
+
 trm_mlp, trm_att — the TRM paper's Sudoku-Extreme recipes (spec §5.6): one 2-layer network,
   T = 3 cycles of n = 6 latent updates, gradient through the last cycle, 16 prefix slots,
   halting by q_halt > 0 with the halt BCE only, EMA 0.999, 50k epochs. trm_mlp mixes tokens
@@ -61,6 +64,18 @@ def _cpu(c):
     test_min_blanks=35,
     test_max_blanks=50,
   )
+
+
+def _tiny(c):
+  # Seconds on a CPU: what tests, the fault-injection drill and smoke checks train.
+  _cpu(c)
+  c.model.update(hidden_size=32, num_heads=2, puzzle_emb_ndim=32)
+  c.act.halt_max_steps = 4
+  c.data.update(num_train=64, num_test=32, num_aug=2)
+  c.train.update(global_batch_size=16, steps=6, eval_every=6, log_every=2)
+  c.eval.batch_size = 16
+  c.opt.update(lr=3e-3, puzzle_emb_lr=3e-3, lr_warmup_steps=2)
+  c.log.tensorboard = False
 
 
 def _trm(c, token_mixer='mlp'):
@@ -126,6 +141,7 @@ def _direct(c):
 PRESETS = {
   'default': _paper,
   'cpu': _cpu,
+  'tiny': _tiny,
   'trm_mlp': _trm,
   'trm_att': _trm_att,
   'trm_cpu': _trm_cpu,

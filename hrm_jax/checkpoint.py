@@ -1,8 +1,13 @@
-"""Orbax checkpoints of the full training state: TrainState and the ACT carry.
+"""Orbax checkpoints of the complete training state, checked restores, and preemption.
 
-The carry is training state (sequences in the middle of deep supervision live there), so it is
-saved and restored with the parameters. Orbax writes each step to a temporary directory and
-renames it on commit, so an interrupted save never replaces the previous checkpoint.
+A checkpoint holds two items. `train`: the TrainState (parameters, Adam-atan2 state, EMA, the
+puzzle-embedding table, the PRNG key and the step) and the ACT carry (sequences in the middle of
+deep supervision are training state). `meta`: JSON, the open interval of the metric log. The data
+order is a pure function of (seed, step), so the sampler needs no saved position.
+
+Saves are asynchronous (the device-to-host copy happens in `save`, the writes in a background
+thread) and atomic: orbax writes each step to a temporary directory and renames it on commit,
+so a kill during a save leaves the previous checkpoint intact and is ignored on restore.
 
 With EMA on (TRM), a checkpoint holds both the raw weights (to resume training exactly) and
 their average `ema_params`, which `--mode=eval` and every evaluation use. The reference saves
@@ -12,9 +17,17 @@ only the EMA copy as its model file (spec §4.5), so it cannot resume the raw we
 from __future__ import annotations
 
 import os
+import signal
+import sys
 from typing import Any, Optional
 
+import jax
 import orbax.checkpoint as ocp
+from jax.experimental import multihost_utils
+
+
+class CheckpointMismatch(ValueError):
+  """A checkpoint whose arrays do not fit the model the config builds."""
 
 
 def manager(workdir: str, max_to_keep: int = 3, read_only: bool = False) -> ocp.CheckpointManager:
@@ -23,23 +36,130 @@ def manager(workdir: str, max_to_keep: int = 3, read_only: bool = False) -> ocp.
     max_to_keep=None if read_only else max_to_keep, create=not read_only, read_only=read_only
   )
   return ocp.CheckpointManager(
-    os.path.join(os.path.abspath(workdir), 'checkpoints'), options=options
+    os.path.join(os.path.abspath(workdir), 'checkpoints'),
+    options=options,
+    # Named handlers let a fresh (or read-only) manager read item metadata before any restore.
+    item_handlers=dict(train=ocp.StandardCheckpointHandler(), meta=ocp.JsonCheckpointHandler()),
   )
 
 
-def save(mngr: ocp.CheckpointManager, step: int, tree: Any) -> None:
-  """Saves `tree` (e.g. {'state': TrainState, 'carry': Carry}) at `step`, asynchronously."""
-  mngr.save(step, args=ocp.args.StandardSave(tree))
+def save(mngr: ocp.CheckpointManager, step: int, tree: Any, meta: Optional[dict] = None) -> None:
+  """Saves `tree` ({'state': TrainState, 'carry': Carry}) and JSON `meta` at `step`, async.
+
+  Every process calls it (each writes its shards); process 0 commits.
+  """
+  mngr.save(
+    step,
+    args=ocp.args.Composite(train=ocp.args.StandardSave(tree), meta=ocp.args.JsonSave(meta or {})),
+  )
+
+
+def _shapes(tree) -> dict[str, tuple]:
+  flat = jax.tree_util.tree_flatten_with_path(tree)[0]
+  return {
+    jax.tree_util.keystr(path, simple=True, separator='/'): tuple(leaf.shape) for path, leaf in flat
+  }
+
+
+def saved_shapes(mngr: ocp.CheckpointManager, step: int) -> dict[str, tuple]:
+  """{'state/params/...': shape} of every array saved at `step`, read from its metadata."""
+  return _shapes(mngr.item_metadata(step)['train'])
+
+
+def check_compatible(mngr: ocp.CheckpointManager, step: int, target: Any) -> None:
+  """Raises CheckpointMismatch listing every array that is missing, extra or mis-shaped
+  between the checkpoint at `step` and `target` (a checkpoint of another model config)."""
+  saved = saved_shapes(mngr, step)
+  wanted = _shapes(target)
+
+  def order(keys):  # the weights first: optimizer moments and EMA repeat their differences
+    return sorted(keys, key=lambda k: (not k.startswith('state/params/'), k))
+
+  problems = [f'missing from checkpoint: {k} {wanted[k]}' for k in order(wanted.keys() - saved)]
+  problems += [f'not in this model: {k} {saved[k]}' for k in order(saved.keys() - wanted)]
+  problems += [
+    f'shape {k}: checkpoint {saved[k]}, model {wanted[k]}'
+    for k in order(saved.keys() & wanted.keys())
+    if saved[k] != wanted[k]
+  ]
+  if problems:
+    shown = problems[:20] + ([f'... and {len(problems) - 20} more'] if len(problems) > 20 else [])
+    raise CheckpointMismatch(
+      f'checkpoint {mngr.directory}/{step} does not fit the model of this config '
+      f'({len(problems)} differences):\n  ' + '\n  '.join(shown)
+    )
 
 
 def restore(
   mngr: ocp.CheckpointManager, target: Any, step: Optional[int] = None
-) -> tuple[int, Any]:
+) -> tuple[int, Any, dict]:
   """Restores the latest (or given) step into the structure, dtypes and shardings of `target`.
 
-  Returns (step, tree). Raises FileNotFoundError when the workdir holds no checkpoint.
+  Returns (step, tree, meta). A checkpoint that does not fit `target` raises CheckpointMismatch;
+  a damaged one (files missing or truncated) is reported and, when no step was asked for, the
+  previous one is tried. Raises FileNotFoundError when the workdir holds no usable checkpoint.
   """
-  step = mngr.latest_step() if step is None else step
-  if step is None:
+  steps = sorted(mngr.all_steps(), reverse=True) if step is None else [step]
+  if not steps:
     raise FileNotFoundError(f'no checkpoint under {mngr.directory}')
-  return step, mngr.restore(step, args=ocp.args.StandardRestore(target))
+  errors = []
+  for s in steps:
+    try:
+      check_compatible(mngr, s, target)
+      restored = mngr.restore(
+        s,
+        args=ocp.args.Composite(
+          train=ocp.args.StandardRestore(target), meta=ocp.args.JsonRestore()
+        ),
+      )
+      return s, restored['train'], dict(restored['meta'] or {})
+    except CheckpointMismatch:
+      raise
+    except Exception as e:  # damaged: orbax raises many kinds (ValueError, OSError, tensorstore)
+      msg = f'checkpoint {mngr.directory}/{s} is damaged ({type(e).__name__}: {e})'
+      print(f'warning: {msg}', file=sys.stderr, flush=True)
+      errors.append(msg)
+  raise FileNotFoundError('no usable checkpoint: ' + '; '.join(errors))
+
+
+class Preemption:
+  """Turns SIGTERM/SIGINT into a checkpoint at the next step boundary and a clean exit.
+
+  One process: a signal handler sets a flag that `requested(step)` reports. Several processes
+  (TPU pods, GPU clusters): JAX's preemption service receives SIGTERM on any host and agrees
+  on one step at which every host returns True, so all save the same step together. Use as a
+  context manager around the training loop (the previous handlers are put back on exit).
+  """
+
+  def __init__(self, simulate_at: Optional[int] = None):
+    self.signal: Optional[int] = None
+    self.simulate_at = simulate_at  # a drill: as if a notice arrived at this step
+    self._previous: dict = {}
+
+  def _handle(self, signum, frame):
+    del frame
+    if self.signal is not None and signum == signal.SIGINT:
+      raise KeyboardInterrupt  # a second Ctrl-C: stop now
+    self.signal = signum
+    print(f'received {signal.Signals(signum).name}: checkpointing at the next step', flush=True)
+
+  def __enter__(self) -> 'Preemption':
+    if jax.process_count() == 1:
+      for s in (signal.SIGTERM, signal.SIGINT):
+        self._previous[s] = signal.signal(s, self._handle)
+    return self
+
+  def __exit__(self, *exc) -> None:
+    for s, handler in self._previous.items():
+      signal.signal(s, handler)
+
+  def requested(self, step: int) -> bool:
+    """True when the run should checkpoint at `step` and stop (call it at every step)."""
+    if step == self.simulate_at:
+      return True
+    if jax.process_count() > 1:
+      try:
+        return multihost_utils.reached_preemption_sync_point(step)
+      except RuntimeError:  # jax_enable_preemption_service off: no notices to act on
+        return False
+    return self.signal is not None

@@ -66,6 +66,9 @@ def base_config() -> ml_collections.ConfigDict:
     eval_every=0,  # steps between evaluations; 0: from eval_interval
     log_every=50,
     total_steps=0,  # resolved at run time from `steps` or `epochs`; do not set
+    # A non-finite loss or gradient stops the run (keeping the last good checkpoint); True
+    # drops such a step instead and goes on (the `nonfinite` metric counts them).
+    skip_nonfinite=False,
   )
   c.eval = dict(
     batch_size=0,  # global eval batch; 0: train.global_batch_size
@@ -76,6 +79,12 @@ def base_config() -> ml_collections.ConfigDict:
     aggregate_votes=False,
   )
   c.ckpt = dict(every_steps=0, max_to_keep=3)  # every_steps 0: checkpoint at each evaluation
+  # Devices: one `data` mesh axis over all devices of all hosts (hrm_jax/sharding.py).
+  c.mesh = dict(
+    shard_puzzle_emb=False,  # split the puzzle table's rows over the devices (ARC: 1.8 GB)
+    prefetch=2,  # global batches built and sent to the devices ahead of the step; 0: none
+  )
+  c.log = dict(tensorboard=True)  # also write TensorBoard scalars to <workdir>/tensorboard
   c.data = dict(
     name='sudoku',
     path='',
@@ -238,6 +247,8 @@ def validate(cfg: ml_collections.ConfigDict, num_devices: int = 1) -> None:
     f'{eval_batch} is not divisible by the {num_devices} devices',
   )
   _check(t.steps >= 0 and t.eval_every >= 0, 'train.steps', 'must be >= 0')
+  _check(t.log_every >= 1, 'train.log_every', f'must be >= 1, got {t.log_every}')
+  _check(cfg.mesh.prefetch >= 0, 'mesh.prefetch', f'must be >= 0, got {cfg.mesh.prefetch}')
   _check(cfg.opt.lr_warmup_steps >= 0, 'opt.lr_warmup_steps', 'must be >= 0')
   _check(0.0 <= cfg.opt.lr_min_ratio <= 1.0, 'opt.lr_min_ratio', 'must be in [0, 1]')
 
@@ -252,4 +263,65 @@ def resolve(cfg: ml_collections.ConfigDict, steps_per_epoch: float) -> ml_collec
     t.eval_every = max(1, math.floor(t.eval_interval * steps_per_epoch))
   cfg.eval.batch_size = cfg.eval.batch_size or t.global_batch_size
   cfg.eval.halt_max_steps = cfg.eval.halt_max_steps or cfg.act.halt_max_steps
+  return cfg
+
+
+# Fields a rerun on an existing workdir may change: how long to train, how and when to
+# evaluate, log and checkpoint, where the data lives. Anything else makes it another run.
+RESUMABLE_FIELDS = (
+  'train.steps',
+  'train.epochs',
+  'train.eval_interval',
+  'train.eval_every',
+  'train.log_every',
+  'train.skip_nonfinite',
+  'eval.',
+  'ckpt.',
+  'mesh.prefetch',
+  'log.',
+  'data.path',
+  'data.csv_dir',
+)
+
+
+def _flatten(d: dict, prefix: str = '') -> dict:
+  out = {}
+  for k, v in d.items():
+    if isinstance(v, dict):
+      out.update(_flatten(v, f'{prefix}{k}.'))
+    else:
+      out[f'{prefix}{k}'] = v
+  return out
+
+
+def run_differences(saved: dict, cfg: ml_collections.ConfigDict) -> list[str]:
+  """'field: saved -> now' for each field of `cfg` that differs from the `saved` config
+  (`cfg.to_dict()` of an earlier run) and that a resumed run may not change (see
+  RESUMABLE_FIELDS). `train.total_steps` is derived and ignored."""
+  old, new = _flatten(saved), _flatten(cfg.to_dict())
+  diffs = []
+  for k in sorted(old.keys() | new.keys()):
+    if k == 'train.total_steps' or any(k.startswith(f) for f in RESUMABLE_FIELDS):
+      continue
+    a, b = old.get(k, '<absent>'), new.get(k, '<absent>')
+    if a != b and not (isinstance(a, (list, tuple)) and list(a) == list(b or [])):
+      diffs.append(f'{k}: {a!r} -> {b!r}')
+  return diffs
+
+
+def apply_overrides(cfg: ml_collections.ConfigDict, overrides) -> ml_collections.ConfigDict:
+  """Sets `field.path=value` strings (as `--config.field.path=value` flags do) on `cfg`, in
+  place, and returns it. Values are Python literals (`3e-3`, `True`, `'x'`), else strings."""
+  import ast
+
+  for item in overrides:
+    name, value = item.removeprefix('--config.').split('=', 1)
+    *parents, leaf = name.split('.')
+    node = cfg
+    for p in parents:
+      node = node[p]
+    try:
+      node[leaf] = ast.literal_eval(value)
+    except (ValueError, SyntaxError):
+      node[leaf] = value
   return cfg

@@ -11,8 +11,8 @@ import jax
 from absl import app, flags, logging
 from ml_collections import config_flags
 
+from hrm_jax import checkpoint, metric_log, sharding, train
 from hrm_jax import config as config_lib
-from hrm_jax import train
 from hrm_jax.data.format import DatasetError
 
 _CONFIG = config_flags.DEFINE_config_file('config', None, 'Config file[:preset].', lock_config=True)
@@ -25,6 +25,13 @@ _EVAL_DATA = flags.DEFINE_string(
 _DISTRIBUTED = flags.DEFINE_bool(
   'distributed', False, 'Call jax.distributed.initialize() (multi-host TPU/GPU).'
 )
+# Left unset on TPU VMs and SLURM/MPI clusters, where JAX finds the cluster by itself.
+_COORDINATOR = flags.DEFINE_string('coordinator_address', None, 'host:port of process 0.')
+_NUM_PROCESSES = flags.DEFINE_integer('num_processes', None, 'Processes in the cluster.')
+_PROCESS_ID = flags.DEFINE_integer('process_id', None, 'This process, in [0, num_processes).')
+_SIMULATE_PREEMPTION_AT = flags.DEFINE_integer(
+  'simulate_preemption_at', None, 'Drill: act on a preemption notice at this step.'
+)
 flags.mark_flags_as_required(['config', 'workdir'])
 
 
@@ -33,7 +40,7 @@ def main(argv):
   if not flags.FLAGS['verbosity'].present:
     logging.set_verbosity(logging.WARNING)  # orbax logs every save step at INFO
   if _DISTRIBUTED.value:
-    jax.distributed.initialize()
+    sharding.initialize_distributed(_COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value)
   cfg = _CONFIG.value
   if _STEPS.value is not None:
     cfg.train.steps = _STEPS.value
@@ -42,10 +49,16 @@ def main(argv):
   )
   try:
     if _MODE.value == 'train':
-      train.train_and_evaluate(cfg, _WORKDIR.value)
+      train.train_and_evaluate(cfg, _WORKDIR.value, _SIMULATE_PREEMPTION_AT.value)
     else:
       train.evaluate_checkpoint(cfg, _WORKDIR.value, _EVAL_DATA.value)
-  except (config_lib.ConfigError, DatasetError, FileNotFoundError) as e:
+  except (
+    config_lib.ConfigError,
+    DatasetError,
+    FileNotFoundError,
+    checkpoint.CheckpointMismatch,
+    metric_log.Divergence,
+  ) as e:
     # Bad input from the user: one message naming the field, file or line; no traceback.
     print(f'error: {e}', file=sys.stderr)
     sys.exit(2)

@@ -11,18 +11,15 @@ import itertools
 import json
 import math
 import os
-import time
-from typing import Iterator, Optional
+from typing import Optional
 
 import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
 from jax.experimental import multihost_utils
-from jax.sharding import NamedSharding
-from jax.sharding import PartitionSpec as P
 
-from hrm_jax import checkpoint, evaluators, losses
+from hrm_jax import checkpoint, evaluators, losses, metric_log, sharding
 from hrm_jax import config as config_lib
 from hrm_jax import train_step as ts
 from hrm_jax.data import arc, loader, maze, sudoku
@@ -53,50 +50,7 @@ def prepare_data(cfg: ml_collections.ConfigDict, workdir: str) -> str:
   return DATA_BUILDERS[cfg.data.name](cfg.data, workdir)
 
 
-class Mesh:
-  """The device mesh (one `data` axis over every device of every host) and its shardings.
-
-  Parameters, optimizer state and the puzzle table are replicated; the batch and the ACT carry
-  are split along their leading (batch) axis. We use `jit` with `NamedSharding` rather than
-  `pmap`: one code path for 1 CPU, fake CPU devices, a GPU box or a TPU pod, and global arrays
-  whose semantics (sums over the global batch, §5.4) do not depend on the device count.
-  """
-
-  def __init__(self):
-    # Auto axes: XLA propagates shardings from the annotated inputs (recent JAX defaults to
-    # Explicit axes, whose typed shardings would need annotating every gather in the model).
-    self.mesh = jax.make_mesh(
-      (jax.device_count(),), ('data',), axis_types=(jax.sharding.AxisType.Auto,)
-    )
-    self.replicated = NamedSharding(self.mesh, P())
-    self.batch = NamedSharding(self.mesh, P('data'))
-
-  def global_batch(self, local: dict) -> dict:
-    """Host-local numpy batch slices -> global jax arrays sharded on `data`."""
-    return {
-      k: jax.make_array_from_process_local_data(self.batch, np.asarray(v)) for k, v in local.items()
-    }
-
-  def carry_sharding(self, carry):
-    """The ACT carry's shardings: every field split on its leading (batch) axis."""
-    return jax.tree.map(lambda _: self.batch, carry)
-
-  def state_sharding(self, state):
-    """The TrainState's shardings: everything replicated."""
-    return jax.tree.map(lambda _: self.replicated, state)
-
-
-def _log(workdir: str, record: dict) -> None:
-  if jax.process_index() == 0:
-    with open(os.path.join(workdir, 'metrics.jsonl'), 'a') as f:
-      f.write(json.dumps(record) + '\n')
-
-
-def _fmt(d: dict) -> str:
-  return ' '.join(f'{k}={v:.4g}' if isinstance(v, float) else f'{k}={v}' for k, v in d.items())
-
-
-def make_eval_fn(cfg, graphdef, mesh: Mesh):
+def make_eval_fn(cfg, graphdef, mesh: sharding.Mesh):
   """Jitted `eval_step` (M_max = eval.halt_max_steps) with replicated weights, sharded batch."""
   fn = functools.partial(
     ts.eval_step,
@@ -104,7 +58,7 @@ def make_eval_fn(cfg, graphdef, mesh: Mesh):
     cfg=ml_collections.FrozenConfigDict(cfg),
     M_max=cfg.eval.halt_max_steps,
   )
-  return jax.jit(fn, in_shardings=(mesh.replicated, mesh.replicated, mesh.replicated, mesh.batch))
+  return jax.jit(fn, in_shardings=(mesh.replicated, mesh.replicated, mesh.table, mesh.batch))
 
 
 def _to_host(x: jax.Array) -> np.ndarray:
@@ -119,7 +73,7 @@ def run_eval(
   eval_fn,
   state: ts.TrainState,
   split: data_format.Split,
-  mesh: Mesh,
+  mesh: sharding.Mesh,
   evaluator: Optional[evaluators.Evaluator] = None,
 ) -> dict[str, float]:
   """Evaluates `state` on the whole test split (or eval.max_examples of it); returns mean
@@ -154,6 +108,7 @@ def run_eval(
 
 
 def _report_eval(
+  writer: metric_log.Writer,
   workdir: str,
   step: int,
   metrics: dict,
@@ -161,7 +116,7 @@ def _report_eval(
   evaluator: Optional[evaluators.Evaluator] = None,
 ) -> None:
   """Prints the contract's `eval step=...` line (with the evaluator's headline figures),
-  appends the metrics to metrics.jsonl and writes the evaluator's files to eval/step_<N>/."""
+  writes the metrics (metrics.jsonl, TensorBoard) and the evaluator's files to eval/step_<N>/."""
   shown = dict(
     step=step,
     exact_accuracy=metrics['exact_accuracy'],
@@ -173,20 +128,24 @@ def _report_eval(
     shown.update({k: metrics[k] for k in evaluator.shown})
     if jax.process_index() == 0:
       evaluator.write(os.path.join(workdir, 'eval', f'step_{step}'))
-  print('eval ' + _fmt(shown), flush=True)
-  _log(workdir, dict(step=step, split='eval', M_max=M_max, **metrics))
+  print('eval ' + metric_log.fmt(shown), flush=True)
+  writer.write(dict(step=step, split='eval', M_max=M_max, **metrics))
 
 
 def _setup(
-  cfg: ml_collections.ConfigDict, meta: data_format.Metadata, steps_per_epoch: float = 1.0
+  cfg: ml_collections.ConfigDict,
+  meta: data_format.Metadata,
+  table_rows: int,
+  steps_per_epoch: float = 1.0,
 ):
-  """Resolves the (validated) config and builds the initial (graphdef, state) for `meta`."""
+  """Resolves the (validated) config and builds the initial (graphdef, state) for `meta`,
+  with a puzzle table of `table_rows` rows (padded beyond the ids when it is sharded)."""
   cfg = config_lib.resolve(cfg, steps_per_epoch)
-  graphdef, state = ts.init_state(cfg, meta.vocab_size, meta.seq_len, meta.num_puzzle_identifiers)
+  graphdef, state = ts.init_state(cfg, meta.vocab_size, meta.seq_len, table_rows)
   return cfg, graphdef, state
 
 
-def _place(mesh: Mesh, graphdef, state: ts.TrainState, batch_size: int, seq_len: int):
+def _place(mesh: sharding.Mesh, graphdef, state: ts.TrainState, batch_size: int, seq_len: int):
   """(state, all-halted carry) placed on the mesh: the target that restores are read into."""
   carry = ts.init_carry(graphdef, state, batch_size, seq_len)
   return (
@@ -199,27 +158,68 @@ def _train_metadata_path(workdir: str) -> str:
   return os.path.join(workdir, 'train_metadata.json')
 
 
-def train_and_evaluate(cfg: ml_collections.ConfigDict, workdir: str) -> dict[str, float]:
+def _config_path(workdir: str) -> str:
+  return os.path.join(workdir, 'config.json')
+
+
+def _check_workdir(cfg: ml_collections.ConfigDict, workdir: str) -> None:
+  """Refuses a workdir that holds a run of another config (config.json written by an earlier
+  run); a rerun may change only config_lib.RESUMABLE_FIELDS (length, evaluation, logging...)."""
+  path = _config_path(workdir)
+  if not os.path.exists(path):
+    return
+  with open(path) as f:
+    diffs = config_lib.run_differences(json.load(f), cfg)
+  if diffs:
+    raise config_lib.ConfigError(
+      f'invalid config: {workdir} holds a run of another config; not overwriting it. '
+      'Use a new --workdir, or the saved config. Differences (saved -> now):\n  '
+      + '\n  '.join(diffs)
+    )
+
+
+def _restore_train(mngr, state, carry) -> tuple[int, ts.TrainState, object, dict]:
+  """(step, state, carry, meta) of the latest usable checkpoint, or step 0 with the inputs."""
+  if not mngr.all_steps():
+    return 0, state, carry, {}
+  step, restored, meta = checkpoint.restore(mngr, {'state': state, 'carry': carry})
+  print(f'resumed from step {step}', flush=True)
+  return step, restored['state'], restored['carry'], meta
+
+
+def train_and_evaluate(
+  cfg: ml_collections.ConfigDict, workdir: str, simulate_preemption_at: Optional[int] = None
+) -> dict[str, float]:
   """Trains `cfg` in `workdir` with periodic evaluation and checkpoints; resumes if possible.
 
-  Returns the final evaluation metrics.
+  Re-running on the same workdir continues from the latest checkpoint, and the resumed run's
+  records and parameters are those of an uninterrupted one. SIGTERM/SIGINT checkpoint at the
+  next step and return. A non-finite loss or gradient raises metric_log.Divergence (the last
+  checkpoint before it is kept). `simulate_preemption_at` acts as if a preemption notice
+  arrived at that step (for tests and drills). Returns the final evaluation metrics.
   """
   config_lib.validate(cfg, jax.device_count())  # fail before building data or compiling
+  _check_workdir(cfg, workdir)
   data_dir = prepare_data(cfg, workdir)
   # Memory-mapped: ARC with 1000 augmentations is ~4M examples, several GB as int32.
   train_split = data_format.load_split(data_dir, 'train', mmap=True)
   test_split = data_format.load_split(data_dir, 'test', mmap=True)
   evaluator = evaluators.make(cfg, data_dir)
-  os.makedirs(workdir, exist_ok=True)
+  mesh = sharding.Mesh(shard_puzzle_emb=cfg.mesh.shard_puzzle_emb)
   cfg, graphdef, state = _setup(
-    cfg, train_split.metadata, loader.steps_per_epoch(train_split, cfg.train.global_batch_size)
+    cfg,
+    train_split.metadata,
+    mesh.table_rows(train_split.metadata.num_puzzle_identifiers),
+    loader.steps_per_epoch(train_split, cfg.train.global_batch_size),
   )
   if jax.process_index() == 0:
+    os.makedirs(workdir, exist_ok=True)
+    with open(_config_path(workdir), 'w') as f:
+      f.write(cfg.to_json_best_effort(indent=2))
     # Kept so that --mode=eval can rebuild the model without the training data.
     with open(_train_metadata_path(workdir), 'w') as f:
       f.write(train_split.metadata.to_json())
   t = cfg.train
-  mesh = Mesh()
   print(
     f'devices={jax.device_count()} processes={jax.process_count()} '
     f'params={ts.count_params(state.params)} total_steps={t.total_steps} data={data_dir}',
@@ -228,13 +228,13 @@ def train_and_evaluate(cfg: ml_collections.ConfigDict, workdir: str) -> dict[str
 
   state, carry = _place(mesh, graphdef, state, t.global_batch_size, train_split.metadata.seq_len)
   mngr = checkpoint.manager(workdir, cfg.ckpt.max_to_keep)
-  start = 0
-  if mngr.latest_step() is not None:
-    start, restored = checkpoint.restore(mngr, {'state': state, 'carry': carry})
-    state, carry = restored['state'], restored['carry']
-    print(f'resumed from step {start}', flush=True)
-  else:
-    _log(workdir, dict(step=0, split='meta', num_params=ts.count_params(state.params)))
+  start, state, carry, ckpt_meta = _restore_train(mngr, state, carry)
+  writer = metric_log.Writer(workdir, cfg.log.tensorboard)
+  writer.truncate(start if start else -1)  # records after the checkpoint are redone
+  if start == 0:
+    writer.write(dict(step=0, split='meta', num_params=ts.count_params(state.params)))
+  log = metric_log.TrainLog(writer, t.global_batch_size, t.log_every, TRAIN_SHOWN, t.skip_nonfinite)
+  log.restore(ckpt_meta.get('train_log'))
 
   step_fn = ts.jit_train_step(
     graphdef,
@@ -247,7 +247,7 @@ def train_and_evaluate(cfg: ml_collections.ConfigDict, workdir: str) -> dict[str
   epochs_per_iter = max(
     1, math.ceil(t.eval_every / loader.steps_per_epoch(train_split, t.global_batch_size))
   )
-  batches: Iterator[dict] = loader.train_batches(
+  host_batches = loader.train_batches(
     train_split,
     t.global_batch_size,
     cfg.seed,
@@ -256,40 +256,72 @@ def train_and_evaluate(cfg: ml_collections.ConfigDict, workdir: str) -> dict[str
     jax.process_count(),
     skip_batches=start,
   )  # data order is a pure function of the step
+  batches = sharding.prefetch(host_batches, mesh, cfg.mesh.prefetch)
   ckpt_every = cfg.ckpt.every_steps or t.eval_every
-  pending: list = []
-  tick, tick_step = time.time(), start
+
+  def save(step: int) -> None:
+    log.flush()  # raises Divergence first: a non-finite state is never saved
+    checkpoint.save(mngr, step, {'state': state, 'carry': carry}, dict(train_log=log.state()))
+
   eval_metrics: dict = {}
-  for step in range(start + 1, t.total_steps + 1):
-    state, carry, metrics = step_fn(state, carry, mesh.global_batch(next(batches)))
-    pending.append(metrics)
-    if step % t.log_every == 0 or step == t.total_steps:
-      # The only host sync of the loop: once per log interval, after dispatching the step.
-      fetched = jax.device_get(pending)
-      pending = []
-      lr = float(fetched[-1]['lr'])
-      sums = jax.tree.map(lambda *xs: float(np.sum(xs)), *fetched)
-      sums.pop('lr')
-      m = losses.normalize_metrics(sums, t.global_batch_size * t.log_every)
-      if not all(math.isfinite(v) for v in m.values()):
-        raise FloatingPointError(f'non-finite training metrics at step {step}: {m}')
-      now = time.time()
-      m.update(lr=lr, steps_per_s=(step - tick_step) / (now - tick))
-      tick, tick_step = now, step
-      print('train ' + _fmt(dict(step=step, **{k: m[k] for k in TRAIN_SHOWN})), flush=True)
-      _log(workdir, dict(step=step, split='train', **m))
-    if step % t.eval_every == 0 or step == t.total_steps:
-      eval_metrics = run_eval(cfg, eval_fn, state, test_split, mesh, evaluator)
-      _report_eval(workdir, step, eval_metrics, cfg.eval.halt_max_steps, evaluator)
-    if step % ckpt_every == 0 or step == t.total_steps:
-      checkpoint.save(mngr, step, {'state': state, 'carry': carry})
-  mngr.wait_until_finished()
-  mngr.close()
+  step = start
+  log.start(start)
+  try:
+    with checkpoint.Preemption(simulate_at=simulate_preemption_at) as preemption:
+      for step in range(start + 1, t.total_steps + 1):
+        state, carry, metrics = step_fn(state, carry, next(batches))
+        log.add(step, metrics)  # reads step - 1's metrics while this one runs
+        if step == t.total_steps:
+          log.finish(step)
+        if step % t.eval_every == 0 or step == t.total_steps:
+          log.flush()
+          eval_metrics = run_eval(cfg, eval_fn, state, test_split, mesh, evaluator)
+          _report_eval(writer, workdir, step, eval_metrics, cfg.eval.halt_max_steps, evaluator)
+        stop = preemption.requested(step)
+        if stop or step % ckpt_every == 0 or step == t.total_steps:
+          save(step)
+        if stop:
+          print(f'preempted: checkpoint at step {step} saved; rerun to resume', flush=True)
+          break
+  finally:
+    batches.close()  # stops the prefetch thread
+    mngr.wait_until_finished()  # an async save in flight completes before we return or raise
+    mngr.close()
   if not eval_metrics and start >= t.total_steps:
     print(f'already trained to step {start}; evaluating', flush=True)
     eval_metrics = run_eval(cfg, eval_fn, state, test_split, mesh, evaluator)
-    _report_eval(workdir, start, eval_metrics, cfg.eval.halt_max_steps, evaluator)
+    _report_eval(writer, workdir, start, eval_metrics, cfg.eval.halt_max_steps, evaluator)
+  writer.close()
   return eval_metrics
+
+
+def load_trained(
+  cfg: ml_collections.ConfigDict, workdir: str, mesh: Optional[sharding.Mesh] = None
+):
+  """(resolved cfg, graphdef, state, step, training Metadata) of the latest checkpoint in
+  `workdir`, placed on `mesh` (default: all devices): for evaluation, analysis and export."""
+  config_lib.validate(cfg, jax.device_count())
+  mngr = checkpoint.manager(workdir, read_only=True)
+  if not mngr.all_steps() or not os.path.exists(_train_metadata_path(workdir)):
+    raise FileNotFoundError(
+      f'no checkpoint in {os.path.join(workdir, "checkpoints")}; '
+      'train first or pass the right --workdir'
+    )
+  with open(_train_metadata_path(workdir)) as f:
+    meta = data_format.Metadata.from_json(f.read(), source=_train_metadata_path(workdir))
+  mesh = mesh or sharding.Mesh(shard_puzzle_emb=cfg.mesh.shard_puzzle_emb)
+  # The table and carry as saved: a run with a sharded table pads its rows
+  # (sharding.table_rows), and the carry has the training batch's rows.
+  rows, batch = mesh.table_rows(meta.num_puzzle_identifiers), cfg.train.global_batch_size
+  try:
+    saved = checkpoint.saved_shapes(mngr, mngr.latest_step())
+    rows, batch = saved['state/puzzle_emb'][0], saved['carry/steps'][0]
+  except Exception:  # unreadable metadata: restore() below reports (or skips) that checkpoint
+    pass
+  cfg, graphdef, state = _setup(cfg, meta, rows)
+  state, carry = _place(mesh, graphdef, state, batch, meta.seq_len)
+  step, restored, _ = checkpoint.restore(mngr, {'state': state, 'carry': carry})
+  return cfg, graphdef, restored['state'], step, meta
 
 
 def evaluate_checkpoint(
@@ -300,15 +332,8 @@ def evaluate_checkpoint(
   `eval_data` is any dataset folder in the reference format (default: the config's data).
   Its vocabulary and sequence length must match the data the checkpoint was trained on.
   """
-  config_lib.validate(cfg, jax.device_count())
-  mngr = checkpoint.manager(workdir, read_only=True)
-  if mngr.latest_step() is None or not os.path.exists(_train_metadata_path(workdir)):
-    raise FileNotFoundError(
-      f'no checkpoint in {os.path.join(workdir, "checkpoints")}; '
-      'train first or pass the right --workdir'
-    )
-  with open(_train_metadata_path(workdir)) as f:
-    meta = data_format.Metadata.from_json(f.read())
+  mesh = sharding.Mesh(shard_puzzle_emb=cfg.mesh.shard_puzzle_emb)
+  cfg, graphdef, state, step, meta = load_trained(cfg, workdir, mesh)
   data_dir = eval_data or prepare_data(cfg, workdir)
   test_split = data_format.load_split(data_dir, 'test', mmap=True)
   evaluator = evaluators.make(cfg, data_dir)
@@ -323,12 +348,9 @@ def evaluate_checkpoint(
       f"{data_dir}: {tm.num_puzzle_identifiers} puzzle identifiers, but the checkpoint's "
       f'puzzle-embedding table has {meta.num_puzzle_identifiers} rows'
     )
-  cfg, graphdef, state = _setup(cfg, meta)
-  mesh = Mesh()
-  state, carry = _place(mesh, graphdef, state, cfg.train.global_batch_size, meta.seq_len)
-  step, restored = checkpoint.restore(mngr, {'state': state, 'carry': carry})
-  state = restored['state']
   eval_fn = make_eval_fn(cfg, graphdef, mesh)
   metrics = run_eval(cfg, eval_fn, state, test_split, mesh, evaluator)
-  _report_eval(workdir, step, metrics, cfg.eval.halt_max_steps, evaluator)
+  writer = metric_log.Writer(workdir, cfg.log.tensorboard)
+  _report_eval(writer, workdir, step, metrics, cfg.eval.halt_max_steps, evaluator)
+  writer.close()
   return metrics

@@ -19,6 +19,7 @@ import flax.struct
 import jax
 import jax.numpy as jnp
 import ml_collections
+import optax
 from flax import nnx
 
 from hrm_jax import losses, optim
@@ -123,7 +124,9 @@ def train_step(
 
   batch: dict of int32 arrays `inputs` [B, L], `labels` [B, L] (-100 = ignore),
   `puzzle_identifiers` [B], the global batch (sharded on the `data` axis under a mesh).
-  Returns (new state, new carry with detached states, metric sums — see losses.metric_sums).
+  Returns (new state, new carry with detached states, metrics): the sums of
+  losses.metric_sums plus per-step scalars `lr`, `grad_norm` (global L2 norm of the weight and
+  puzzle-row gradients) and `nonfinite` (1.0 when the loss or gradient was not finite).
   """
   M_max = cfg.act.halt_max_steps
   key = jax.random.fold_in(jax.random.wrap_key_data(state.key), state.step)
@@ -173,13 +176,23 @@ def train_step(
     z_H=jax.lax.stop_gradient(z_H), z_L=jax.lax.stop_gradient(z_L), steps=steps, halted=halted
   )
   metrics = losses.metric_sums(stats, halted, steps, q_halt, carry.inputs, carry.labels)
-  metrics['lr'] = lr_sched(t)
   ema_params = state.ema_params
   if ema_params is not None:
     ema_params = ema_update(ema_params, params, cfg.ema.rate)
   new_state = state.replace(
     step=t, params=params, opt_state=opt_state, puzzle_emb=table, ema_params=ema_params
   )
+  # Divergence guard: the host stops the run on a non-finite loss or gradient (train.py); with
+  # train.skip_nonfinite the step is instead dropped here (weights, table, EMA and carry kept,
+  # only the step counter advances, so the data and RNG streams stay aligned with the step).
+  grad_norm = optax.tree.norm((g_params, g_rows))
+  finite = jnp.isfinite(grad_norm) & jnp.isfinite(stats['lm_loss'])
+  if cfg.train.skip_nonfinite:
+    keep = lambda new, old: jax.tree.map(lambda a, b: jnp.where(finite, a, b), new, old)  # noqa: E731
+    new_state = keep(new_state, state.replace(step=t))
+    new_carry = keep(new_carry, carry.replace(steps=carry.steps))
+    metrics = jax.tree.map(lambda m: jnp.where(finite, m, 0.0), metrics)
+  metrics.update(lr=lr_sched(t), grad_norm=grad_norm, nonfinite=1.0 - finite.astype(jnp.float32))
   return new_state, new_carry, metrics
 
 

@@ -43,3 +43,12 @@ def puzzles():
   from hrm_jax.data import sudoku_gen
 
   return sudoku_gen.generate_puzzles(24, np.random.default_rng(0), 35, 55)
+
+
+@pytest.fixture(scope='session')
+def one_device_main_run(tmp_path_factory):
+  """`python -m hrm_jax.main` with helpers.TINY_MAIN_FLAGS on one CPU device: the reference the
+  sharded (8 fake devices) and multi-process runs must match. Returns its workdir."""
+  workdir = str(tmp_path_factory.mktemp('one_device'))
+  helpers.run_main(*helpers.TINY_MAIN_FLAGS, f'--workdir={workdir}', devices=1)
+  return workdir

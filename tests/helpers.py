@@ -89,3 +89,81 @@ def shrink(cfg, batch_size: int = 4):
   # Full lr from step 1, so that one step visibly moves every weight (even q_head's bias −5).
   cfg.opt.lr_warmup_steps = 1
   return cfg
+
+
+# `python -m hrm_jax.main` flags for a run of seconds: the `tiny` preset (hidden 32, 6 steps).
+TINY_MAIN_FLAGS = ('--config=experiments/sudoku.py:tiny',)
+
+
+def main_command(*flags: str) -> list[str]:
+  """argv of `python -m hrm_jax.main` with `flags` (this interpreter)."""
+  import sys
+
+  return [sys.executable, '-m', 'hrm_jax.main', *flags]
+
+
+def main_env(devices: int = 1, **extra: str) -> dict:
+  """Environment for a CPU subprocess with `devices` fake CPU devices."""
+  env = dict(os.environ, JAX_PLATFORMS='cpu', **extra)
+  env['XLA_FLAGS'] = f'--xla_force_host_platform_device_count={devices}'
+  return env
+
+
+def run_main(*flags: str, devices: int = 1, timeout: int = 300):
+  """Runs `python -m hrm_jax.main` in a subprocess; raises with its output if it fails."""
+  import subprocess
+
+  r = subprocess.run(
+    main_command(*flags),
+    cwd=ROOT,
+    env=main_env(devices),
+    capture_output=True,
+    text=True,
+    timeout=timeout,
+  )
+  assert r.returncode == 0, r.stdout + r.stderr
+  return r
+
+
+def trained_params(cfg, workdir: str):
+  """(params, puzzle table, carry) of the latest checkpoint in `workdir`, as numpy, on 1 device."""
+  import jax
+
+  from hrm_jax import train
+  from hrm_jax import train_step as ts
+
+  cfg, graphdef, state, step, meta = train.load_trained(cfg, workdir)
+  del graphdef, step, meta
+  return jax.device_get((state.params, state.puzzle_emb, ts.eval_params(state)))
+
+
+def tiny_main_config(*extra_flags: str):
+  """The ConfigDict that `TINY_MAIN_FLAGS` + `extra_flags` give `python -m hrm_jax.main`."""
+  from hrm_jax import config as config_lib
+
+  cfg = load_config('experiments/sudoku.py', 'tiny')
+  return config_lib.apply_overrides(cfg, extra_flags)
+
+
+TIMING_KEYS = ('steps_per_s',)
+
+
+def assert_same_run(workdir_a: str, workdir_b: str, cfg, rtol: float, atol: float) -> None:
+  """Two runs of `cfg` logged the same train/eval records (timings aside) and ended with the
+  same parameters, puzzle-table rows and EMA weights, within (rtol, atol)."""
+  import chex
+  import numpy as np
+
+  for split in ('train', 'eval'):
+    a, b = records(workdir_a, split), records(workdir_b, split)
+    assert [r['step'] for r in a] == [r['step'] for r in b], (split, a, b)
+    for ra, rb in zip(a, b):
+      for k in ra:
+        if k not in TIMING_KEYS and not isinstance(ra[k], str):
+          np.testing.assert_allclose(rb[k], ra[k], rtol=rtol, atol=atol, err_msg=f'{split} {k}')
+  params_a, table_a, ema_a = trained_params(cfg, workdir_a)
+  params_b, table_b, ema_b = trained_params(cfg, workdir_b)
+  chex.assert_trees_all_close(params_a, params_b, rtol=rtol, atol=atol)
+  chex.assert_trees_all_close(ema_a, ema_b, rtol=rtol, atol=atol)
+  rows = min(len(table_a), len(table_b))  # a sharded table has padding rows at the end
+  np.testing.assert_allclose(table_a[:rows], table_b[:rows], rtol=rtol, atol=atol)

@@ -56,7 +56,7 @@ def test_checkpoint_restores_and_eval_mode_reproduces(tiny_run, capsys):
   rcfg = config_lib.resolve(cfg, 1.0)
   graphdef, state = ts.init_state(rcfg, meta.vocab_size, meta.seq_len, meta.num_puzzle_identifiers)
   carry = ts.init_carry(graphdef, state, cfg.train.global_batch_size, meta.seq_len)
-  step, restored = checkpoint.restore(mngr, {'state': state, 'carry': carry})
+  step, restored, _ = checkpoint.restore(mngr, {'state': state, 'carry': carry})
   assert step == cfg.train.steps and int(restored['state'].step) == cfg.train.steps
   chex.assert_trees_all_equal_shapes(restored['state'].params, state.params)
   assert not np.allclose(

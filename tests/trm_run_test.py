@@ -6,7 +6,7 @@ import jax
 import numpy as np
 import pytest
 
-from hrm_jax import checkpoint, train
+from hrm_jax import checkpoint, sharding, train
 from hrm_jax import config as config_lib
 from hrm_jax import train_step as ts
 from hrm_jax.data import format as data_format
@@ -39,14 +39,14 @@ def test_eval_and_checkpoint_use_the_ema_weights(trm_run):
     meta = data_format.Metadata.from_json(f.read())
   graphdef, state = ts.init_state(rcfg, meta.vocab_size, meta.seq_len, meta.num_puzzle_identifiers)
   carry = ts.init_carry(graphdef, state, cfg.train.global_batch_size, meta.seq_len)
-  _, restored = checkpoint.restore(mngr, {'state': state, 'carry': carry})
+  _, restored, _ = checkpoint.restore(mngr, {'state': state, 'carry': carry})
   state = restored['state']
   assert state.ema_params is not None
   # After 40 steps at rate 0.9 the average differs from the raw weights.
   assert not np.allclose(
     jax.tree.leaves(state.ema_params)[0], jax.tree.leaves(state.params)[0], atol=1e-6
   )
-  mesh = train.Mesh()
+  mesh = sharding.Mesh()
   eval_fn = train.make_eval_fn(rcfg, graphdef, mesh)
   data_dir = train.prepare_data(cfg, workdir)
   test_split = data_format.load_split(data_dir, 'test')

@@ -1,0 +1,170 @@
+"""Training and evaluation metrics: read from the devices late, checked, printed and written.
+
+The loop hands each step's metric arrays to `TrainLog.add` right after dispatching the step; they
+are fetched only when a later step is already queued (`poll`), so the host never waits on the
+device inside the loop. Every fetched step is checked for a non-finite loss or gradient, which
+stops the run with its step number (`Divergence`). Records go to `<workdir>/metrics.jsonl`, the
+console (the contract's `train step=...` lines) and TensorBoard (`<workdir>/tensorboard`).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from typing import Optional
+
+import jax
+
+from hrm_jax import losses
+
+# Per-step values, not sums over the batch: `lr` is reported as its last value in an interval,
+# `grad_norm` as the mean, `nonfinite` as the count of dropped steps.
+PER_STEP = ('lr', 'grad_norm', 'nonfinite')
+
+
+class Divergence(FloatingPointError):
+  """A training step produced a non-finite loss or gradient."""
+
+  def __init__(self, step: int, values: dict):
+    super().__init__(
+      f'non-finite loss or gradient at step {step} '
+      f'(lm_loss={values.get("lm_loss")}, grad_norm={values.get("grad_norm")}); '
+      'the last checkpoint before it is kept. Lower opt.lr, or set train.skip_nonfinite=True '
+      'to drop such steps.'
+    )
+    self.step = step
+
+
+def fmt(d: dict) -> str:
+  """`k=v` pairs, floats to 4 significant digits: the console's progress lines."""
+  return ' '.join(f'{k}={v:.4g}' if isinstance(v, float) else f'{k}={v}' for k, v in d.items())
+
+
+class Writer:
+  """Appends records to metrics.jsonl and TensorBoard scalars, on process 0 only."""
+
+  def __init__(self, workdir: str, tensorboard: bool = True):
+    self.path = os.path.join(workdir, 'metrics.jsonl')
+    self.active = jax.process_index() == 0
+    self.tb = None
+    if tensorboard and self.active:
+      from tensorboardX import SummaryWriter  # imported here: only the writer needs it
+
+      self.tb = SummaryWriter(os.path.join(workdir, 'tensorboard'), flush_secs=30)
+
+  def truncate(self, step: int) -> None:
+    """Drops the records after `step`: a run resumed from a checkpoint at `step` rewrites them,
+    so the log reads as one uninterrupted run."""
+    if not self.active or not os.path.exists(self.path):
+      return
+    with open(self.path) as f:
+      lines = f.readlines()
+    kept = []
+    for line in lines:
+      try:
+        if json.loads(line)['step'] <= step:
+          kept.append(line)
+      except (ValueError, KeyError, TypeError):
+        continue  # a line cut short by a kill mid-write
+    tmp = self.path + '.tmp'
+    with open(tmp, 'w') as f:
+      f.writelines(kept)
+    os.replace(tmp, self.path)
+
+  def write(self, record: dict) -> None:
+    """One record {'step', 'split', metric: value, ...}: a JSON line, and `split/metric` scalars."""
+    if not self.active:
+      return
+    with open(self.path, 'a') as f:
+      f.write(json.dumps(record) + '\n')
+    if self.tb is not None and record.get('split') in ('train', 'eval'):
+      for k, v in record.items():
+        if k not in ('step', 'split') and isinstance(v, (int, float)):
+          self.tb.add_scalar(f'{record["split"]}/{k}', v, record['step'])
+
+  def image(self, tag: str, step: int, image_HxWx3) -> None:
+    """A uint8 RGB image [H, W, 3] under `tag` in TensorBoard (e.g. predictions)."""
+    if self.tb is not None:
+      self.tb.add_image(tag, image_HxWx3, step, dataformats='HWC')
+
+  def close(self) -> None:
+    if self.tb is not None:
+      self.tb.close()
+
+
+class TrainLog:
+  """Accumulates per-step training metrics into `log_every`-step records (see module doc).
+
+  The open interval's running sums are part of a checkpoint (`state()` / `restore()`), so a
+  resumed run writes the same records as an uninterrupted one.
+  """
+
+  def __init__(
+    self, writer: Writer, global_batch_size: int, log_every: int, shown: tuple, skip_nonfinite: bool
+  ):
+    self.writer, self.batch, self.log_every = writer, global_batch_size, log_every
+    self.shown, self.skip_nonfinite = shown, skip_nonfinite
+    self.queued: list[tuple[int, dict]] = []  # (step, device metrics) not yet fetched
+    self.sums: dict[str, float] = {}
+    self.steps_in_interval = 0
+    self.tick, self.tick_step = time.time(), 0
+
+  def start(self, step: int) -> None:
+    """Starts timing at `step` (the first step of this process)."""
+    self.tick, self.tick_step = time.time(), step
+
+  def add(self, step: int, metrics: dict) -> None:
+    """Queues step `step`'s device metrics; fetches the ones before it (they are done or
+    about to be, while `step` is queued on the device)."""
+    self.queued.append((step, metrics))
+    if len(self.queued) > 1:
+      self._fetch(self.queued[:-1])
+      self.queued = self.queued[-1:]
+
+  def flush(self) -> None:
+    """Fetches everything queued (waits for the device): before a checkpoint, eval or exit."""
+    self._fetch(self.queued)
+    self.queued = []
+
+  def _fetch(self, items: list) -> None:
+    for step, values in jax.device_get(items):
+      values = {k: float(v) for k, v in values.items()}
+      if values['nonfinite'] and not self.skip_nonfinite:
+        raise Divergence(step, values)
+      for k, v in values.items():  # sequential float64 sums: identical across resumes
+        self.sums[k] = self.sums.get(k, 0.0) + v
+      self.steps_in_interval += 1
+      self.sums['lr'] = values['lr']
+      if step % self.log_every == 0:
+        self._report(step)
+
+  def _report(self, step: int) -> None:
+    sums, n = dict(self.sums), self.steps_in_interval
+    per_step = {k: sums.pop(k) for k in PER_STEP}
+    m = losses.normalize_metrics(sums, self.batch * n)
+    m.update(lr=per_step['lr'], grad_norm=per_step['grad_norm'] / n)
+    m['nonfinite'] = per_step['nonfinite']
+    now = time.time()
+    m['steps_per_s'] = (step - self.tick_step) / max(now - self.tick, 1e-9)
+    self.tick, self.tick_step = now, step
+    print('train ' + fmt(dict(step=step, **{k: m[k] for k in self.shown})), flush=True)
+    self.writer.write(dict(step=step, split='train', **m))
+    self.sums, self.steps_in_interval = {}, 0
+
+  def finish(self, step: int) -> None:
+    """Flushes and writes the last, possibly partial, interval ending at `step`."""
+    self.flush()
+    if self.steps_in_interval:
+      self._report(step)
+
+  def state(self) -> dict:
+    """The open interval (call after `flush`): JSON-able, saved with each checkpoint."""
+    assert not self.queued, 'flush() before state()'
+    return dict(sums=dict(self.sums), steps_in_interval=self.steps_in_interval)
+
+  def restore(self, state: Optional[dict]) -> None:
+    """Continues the open interval of a checkpoint's `state()`."""
+    if state:
+      self.sums = {k: float(v) for k, v in state['sums'].items()}
+      self.steps_in_interval = int(state['steps_in_interval'])

@@ -1,0 +1,266 @@
+"""Intermediate states of a trained model: load a workdir, run it segment by segment and cycle by
+cycle, and return the z_H/z_L trajectories, the decoded predictions and the Q values.
+
+The stepwise rollout re-runs the module's public cells (`embed`, `f_L`, `f_H`, `heads`,
+`initial_state`) in the order `models/recurrence.py` schedules them, so it needs no hook in the
+model; `tests/rollout_test.py` checks that its states after every segment equal `model.segment`'s.
+TRM reuses the names: z_H is its answer state y, z_L its latent z (`models/model.py`).
+
+One *step* is one cell evaluation. A segment of `hrm`/`trm`/`trm_single_z` has K = N·(T + 1)
+steps — N cycles of T low-level steps then one high-level step (N = H_cycles, T = L_cycles) —
+and a `transformer` segment has K = 1 (one high-level pass). An episode has M segments.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import json
+import os
+from typing import Any, Optional
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+from flax import nnx
+
+from hrm_jax import optim, train
+from hrm_jax import train_step as ts
+from hrm_jax.data import format as data_format
+from hrm_jax.data import loader
+
+LOW, HIGH = 0, 1  # step kinds: which module a step updates
+KEEP = ('none', 'segments', 'steps')
+
+
+@dataclasses.dataclass(frozen=True)
+class Loaded:
+  """A model ready for analysis: resolved config, graph, weights and the dataset sizes.
+
+  `state.params` are the weights analysis uses (the EMA average when the run kept one, see
+  `train_step.eval_params`); `step` is the checkpoint's step (0 for a fresh init).
+  """
+
+  cfg: ml_collections.ConfigDict
+  graphdef: Any
+  state: ts.TrainState
+  meta: data_format.Metadata
+  step: int
+  workdir: str
+
+  def model(self) -> nnx.Module:
+    """The network as an NNX module with the analysis weights merged in."""
+    return nnx.merge(self.graphdef, self.state.params, self.state.buffers)
+
+
+def stored_config(workdir: str) -> Optional[ml_collections.ConfigDict]:
+  """The config the run saved in `<workdir>/config.json`, or None when there is none."""
+  path = os.path.join(workdir, 'config.json')
+  if not os.path.exists(path):
+    return None
+  with open(path) as f:
+    return ml_collections.ConfigDict(json.load(f))
+
+
+def load(workdir: str, cfg: Optional[ml_collections.ConfigDict] = None) -> Loaded:
+  """Restores the latest checkpoint of `workdir` (`train.load_trained`), trained with `cfg`
+  (default: the config the run saved in the workdir).
+
+  Returns a `Loaded` whose params are `train_step.eval_params` of the restored state (the EMA
+  average when the run kept one).
+  """
+  cfg = cfg if cfg is not None else stored_config(workdir)
+  if cfg is None:
+    raise FileNotFoundError(f'{workdir} holds no config.json: pass the training config')
+  cfg, graphdef, state, step, meta = train.load_trained(cfg, workdir)
+  return Loaded(cfg, graphdef, state.replace(params=ts.eval_params(state)), meta, step, workdir)
+
+
+def random_init(loaded: Loaded) -> Loaded:
+  """The same config at its initial weights (seed `cfg.seed`, the trained run's own start;
+  puzzle-embedding table zeros), for the untrained baselines of the analyses."""
+  cfg, m = loaded.cfg, loaded.meta
+  rows = loaded.state.puzzle_emb.shape[0]  # padded when the run sharded the table
+  _, state = ts.init_state(cfg, m.vocab_size, m.seq_len, rows)
+  # The trained graphdef describes the same structure; sharing it shares compiled rollouts.
+  return Loaded(cfg, loaded.graphdef, state, m, 0, loaded.workdir)
+
+
+def eval_batches(
+  loaded: Loaded, num_examples: int = 0, batch_size: int = 0, data_dir: Optional[str] = None
+):
+  """Yields numpy batches (`inputs`, `labels` [b, L], `puzzle_identifiers` [b]) of the first
+  `num_examples` (0: all) test examples of `data_dir` (default: the workdir's dataset, built
+  from the config if missing), in file order, b = min(batch_size or eval.batch_size,
+  num_examples). Rows past the end are padding as in `loader.eval_batches`: inputs pad_id and
+  labels all ignored (`analysis.valid_rows` drops them), so every batch has the same shape."""
+  if data_dir is None:
+    data_dir = train.prepare_data(loaded.cfg, loaded.workdir)
+  split = data_format.load_split(data_dir, 'test', mmap=True)
+  batch_size = batch_size or loaded.cfg.eval.batch_size
+  if num_examples:
+    batch_size = min(batch_size, num_examples)
+  seen = 0
+  for batch in loader.eval_batches(split, batch_size):
+    if num_examples and seen >= num_examples:
+      return
+    extra = seen + batch_size - num_examples if num_examples else 0
+    if extra > 0:
+      batch = dict(batch)
+      batch['inputs'] = batch['inputs'].copy()
+      batch['inputs'][-extra:] = split.metadata.pad_id
+      batch['labels'] = np.where(
+        np.arange(batch_size)[:, None] < batch_size - extra,
+        batch['labels'],
+        data_format.IGNORE_LABEL_ID,
+      )
+    seen += batch_size
+    yield batch
+
+
+def step_kinds(model_cfg: Any, baseline: bool = False) -> np.ndarray:
+  """int [K]: the module each step of one segment updates (LOW = 0 or HIGH = 1).
+
+  `baseline`: the plain recurrent baseline (see `rollout`) — the same K steps, all LOW.
+  """
+  if model_cfg.arch == 'transformer':
+    kinds = [HIGH]
+  else:
+    kinds = ([LOW] * model_cfg.L_cycles + [HIGH]) * model_cfg.H_cycles
+  if baseline:
+    if model_cfg.arch == 'transformer':
+      raise ValueError('the recurrent baseline iterates f_L; arch transformer has none')
+    kinds = [LOW] * len(kinds)
+  return np.asarray(kinds, np.int32)
+
+
+def _cells(model, x: jax.Array):
+  """(low, high) state updates (z_H, z_L) -> (z_H, z_L) of `model`'s arch, as recurrence.py."""
+  arch = model.cfg.arch
+  if arch == 'trm_single_z':
+    low = lambda z_H, z_L: (z_H, model.f_L(z_L, x))  # noqa: E731
+
+    def high(z_H, z_L):
+      z = model.f_L(z_L, None)
+      return z, z
+
+  else:
+    low = lambda z_H, z_L: (z_H, model.f_L(z_L, z_H + x))  # noqa: E731
+    if arch == 'transformer':
+      high = lambda z_H, z_L: (model.f_H(z_H, x), z_L)  # noqa: E731
+    else:
+      high = lambda z_H, z_L: (model.f_H(z_H, z_L), z_L)  # noqa: E731
+  return low, high
+
+
+def _norm_B(d: jax.Array) -> jax.Array:
+  return jnp.sqrt(jnp.sum(jnp.square(d.astype(jnp.float32)), axis=(1, 2)))
+
+
+def _rollout(params, buffers, puzzle_emb, inputs, puzzle_ids, *, graphdef, M, keep, baseline):
+  model = nnx.merge(graphdef, params, buffers)
+  x = model.embed(inputs, optim.gather_rows(puzzle_emb, puzzle_ids))
+  low, high = _cells(model, x)
+  kinds = step_kinds(model.cfg, baseline)
+  single_z = model.cfg.arch == 'trm_single_z'
+
+  def segment(state, _):
+    z_H, z_L = state
+    if single_z and not baseline:
+      z_H = z_L  # single_z_segment starts each segment from (z, z) with z = the carried z_L
+    res_H, res_L, states = [], [], []
+    for kind in kinds:
+      new_H, new_L = (low if kind == LOW else high)(z_H, z_L)
+      res_H.append(_norm_B(new_H - z_H))
+      res_L.append(_norm_B(new_L - z_L))
+      z_H, z_L = new_H, new_L
+      if keep == 'steps':
+        states.append((z_H, z_L))
+    # The baseline never updates z_H, so its answer is read from the state that moves.
+    logits, q_halt, q_continue = model.heads(z_L if baseline else z_H)
+    out = dict(
+      res_H=jnp.stack(res_H),
+      res_L=jnp.stack(res_L),
+      preds=jnp.argmax(logits, -1).astype(jnp.int32),
+      q_halt=q_halt,
+      q_continue=q_continue,
+    )
+    if keep == 'steps':
+      out['z_H'] = jnp.stack([s[0] for s in states])
+      out['z_L'] = jnp.stack([s[1] for s in states])
+    elif keep == 'segments':
+      out['z_H'], out['z_L'] = z_H, z_L
+    return (z_H, z_L), out
+
+  _, outs = jax.lax.scan(segment, model.initial_state(inputs.shape[0]), None, length=M)
+  return outs
+
+
+_JITTED: dict = {}
+
+
+def _jitted(graphdef, M: int, keep: str, baseline: bool):
+  # One compilation per (graph, M, keep, baseline). The graphdef holds the (unhashable) model
+  # ConfigDict, so it is keyed by identity and kept alive here so that its id is not reused.
+  key = (id(graphdef), M, keep, baseline)
+  if key not in _JITTED:
+    fn = functools.partial(_rollout, graphdef=graphdef, M=M, keep=keep, baseline=baseline)
+    _JITTED[key] = (graphdef, jax.jit(fn))
+  return _JITTED[key][1]
+
+
+@dataclasses.dataclass
+class Trajectory:
+  """One rollout of M segments on a batch of B examples (numpy arrays).
+
+  z_H, z_L: the states, [M, K, B, S, D] after every step (keep='steps'), [M, B, S, D] after
+    every segment (keep='segments'), or None (keep='none'). S = puzzle prefix + seq_len.
+  res_H, res_L: [M, K, B] forward residuals ‖z^k − z^{k−1}‖ (Frobenius over S×D, fp32) of each
+    state at every step; a state a step does not update has residual 0.
+  step_kind: [K] LOW/HIGH per step. preds: [M, B, L] argmax decodings after each segment.
+  q_halt, q_continue: [M, B] Q logits after each segment.
+  """
+
+  res_H: np.ndarray
+  res_L: np.ndarray
+  step_kind: np.ndarray
+  preds: np.ndarray
+  q_halt: np.ndarray
+  q_continue: np.ndarray
+  z_H: Optional[np.ndarray] = None
+  z_L: Optional[np.ndarray] = None
+
+
+def rollout(
+  loaded: Loaded,
+  batch: dict,
+  M: Optional[int] = None,
+  keep: str = 'segments',
+  baseline: bool = False,
+) -> Trajectory:
+  """Runs `loaded`'s model M segments (default: eval.halt_max_steps) from its initial state on
+  `batch` (`inputs` [B, L], `puzzle_identifiers` [B]), step by step, as evaluation does (no Q
+  halting), and returns the `Trajectory`.
+
+  `baseline=True` runs the plain recurrent baseline of the forward-residual figure: the same
+  model's f_L applied for the same M·K steps with z_H frozen at its initial state (no high-level
+  update). It is the HRM with its hierarchy removed and nothing else changed — same weights, same
+  input injection z_H⁰ + x, same number of evaluations — so any difference in how the residuals
+  decay is the high-level update's doing; its predictions are read from z_L.
+  """
+  if keep not in KEEP:
+    raise ValueError(f'keep must be one of {KEEP}, got {keep!r}')
+  M = M or loaded.cfg.eval.halt_max_steps
+  s = loaded.state
+  fn = _jitted(loaded.graphdef, int(M), keep, bool(baseline))
+  outs = jax.device_get(
+    fn(
+      s.params,
+      s.buffers,
+      s.puzzle_emb,
+      jnp.asarray(batch['inputs']),
+      jnp.asarray(batch['puzzle_identifiers']),
+    )
+  )
+  return Trajectory(step_kind=step_kinds(loaded.cfg.model, baseline), **outs)

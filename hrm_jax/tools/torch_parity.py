@@ -1,0 +1,332 @@
+r"""Numerical parity of hrm_jax with the reference PyTorch models, on CPU in fp32.
+
+  python -m hrm_jax.tools.torch_parity --repo=PATH --model=hrm|trm|trm_mlp \
+      --config=experiments/<task>.py[:preset] [--checkpoint=FILE] [--save_state_dict=FILE]
+
+PATH is a checkout of the reference repo (`sapientinc/HRM` for hrm, `SamsungSAILMontreal/
+TinyRecursiveModels` for trm and trm_mlp). Its model classes are imported from there; FlashAttention
+(which HRM imports and which has no CPU build) is replaced by PyTorch's scaled-dot-product
+attention in the same [batch, seq, heads, head_dim] layout. The reference model is built from
+the config with `forward_dtype=float32` and either random weights (the zero-initialised q_head
+and puzzle table are drawn at random too, so that every tensor affects the outputs) or
+--checkpoint. Its state dict goes through `hrm_jax.convert_torch` into hrm_jax (compute dtype
+forced to float32), and both run --segments ACT segments from the initial carry (H_init, L_init)
+on the same random batch, in eval mode (no halting before M_max). Prints
+
+  max_abs_err_logits: ...   max_abs_err_q_halt: ...   max_abs_err_q_continue: ...
+
+(maxima over all segments) and exits 1 when one exceeds --tol. `noise_floor_*` is how far the
+reference itself moves when its weights are perturbed by about one fp32 ulp: the closest any
+port can match it (large for TRM-MLP at random init, whose recursion amplifies rounding; keep
+--segments at 1 there). --save_state_dict writes the
+reference model's state dict as its `pretrain.py` would (keys `_orig_mod.model.inner.*`, H_init
+and L_init in bf16) with an `all_config.yaml` beside it: a stand-in for an official checkpoint
+to try `python -m hrm_jax.convert_torch` on. Needs torch, and pydantic (+ einops for TRM), which
+the reference code imports.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import types
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import nnx
+
+from hrm_jax import convert_torch
+from hrm_jax import train_step as ts
+
+REFERENCE = {
+  'hrm': ('models.hrm.hrm_act_v1', 'HierarchicalReasoningModel_ACTV1'),
+  'trm': ('models.recursive_reasoning.trm', 'TinyRecursiveReasoningModel_ACTV1'),
+  'trm_mlp': ('models.recursive_reasoning.trm', 'TinyRecursiveReasoningModel_ACTV1'),
+}
+BF16_BUFFERS = ('H_init', 'L_init')  # stored in the reference's forward dtype, bf16 by default
+
+
+class ParityError(ValueError):
+  """The reference repo, model choice or config cannot be compared."""
+
+
+def _fake_flash_attn() -> types.ModuleType:
+  """A `flash_attn` module whose `flash_attn_func` is SDPA over [B, S, H, head_dim] tensors."""
+  import torch.nn.functional as F
+
+  def flash_attn_func(q, k, v, causal=False, **unused):
+    del unused
+    out = F.scaled_dot_product_attention(
+      q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2), is_causal=causal
+    )
+    return out.transpose(1, 2)
+
+  module = types.ModuleType('flash_attn')
+  module.flash_attn_func = flash_attn_func
+  return module
+
+
+def import_reference(repo: str, model: str):
+  """The reference ACT model class for `model`, imported from the checkout at `repo`."""
+  module_name, class_name = REFERENCE[model]
+  path = os.path.join(repo, *module_name.split('.')) + '.py'
+  if not os.path.isfile(path):
+    raise ParityError(f'{path} not found: --repo must be a checkout of the reference of {model!r}')
+  # HRM tries flash_attn_interface (FA3), then flash_attn (FA2); neither runs on CPU tensors.
+  fake = _fake_flash_attn()
+  sys.modules['flash_attn_interface'] = fake
+  sys.modules['flash_attn'] = fake
+  sys.path.insert(0, os.path.abspath(repo))
+  import importlib
+
+  return getattr(importlib.import_module(module_name), class_name)
+
+
+def check_config(cfg, model: str) -> None:
+  """Raises ParityError unless the config's model is the reference's `model`."""
+  m = cfg.model
+  if model == 'hrm':
+    ok = m.arch == 'hrm' and m.token_mixer == 'attention' and m.gradient == 'one_step'
+    hint = 'e.g. experiments/sudoku.py'
+  else:
+    mixer = 'mlp' if model == 'trm_mlp' else 'attention'
+    ok = m.arch == 'trm' and m.H_layers == 0 and m.token_mixer == mixer
+    hint = f'e.g. experiments/sudoku.py:{"trm_mlp" if mixer == "mlp" else "trm_att"}'
+  if not ok:
+    raise ParityError(f'--config does not describe the reference {model!r} model ({hint})')
+
+
+def reference_config(cfg, model: str, batch_size: int, vocab: int, seq_len: int, num_ids: int):
+  """The reference model's constructor dict for `cfg` (fp32 forward)."""
+  m = cfg.model
+  out = dict(
+    batch_size=batch_size,
+    seq_len=seq_len,
+    vocab_size=vocab,
+    num_puzzle_identifiers=num_ids,
+    puzzle_emb_ndim=m.puzzle_emb_ndim,
+    H_cycles=m.H_cycles,
+    L_cycles=m.L_cycles,
+    H_layers=m.H_layers,
+    L_layers=m.L_layers,
+    hidden_size=m.hidden_size,
+    expansion=m.expansion,
+    num_heads=m.num_heads,
+    pos_encodings=m.pos_encodings,
+    rms_norm_eps=m.rms_norm_eps,
+    rope_theta=m.rope_theta,
+    halt_max_steps=cfg.act.halt_max_steps,
+    halt_exploration_prob=cfg.act.halt_exploration_prob,
+    forward_dtype='float32',
+  )
+  if model != 'hrm':
+    out.update(
+      mlp_t=m.token_mixer == 'mlp',
+      puzzle_emb_len=m.puzzle_emb_len,
+      no_ACT_continue=not cfg.act.q_continue_loss,
+    )
+  return out
+
+
+def _randomize(inner, seed: int) -> None:
+  """Draws the zero/constant-initialised tensors (q_head, puzzle table) at random and rounds
+  H_init/L_init to bf16, as the reference stores them, so a bf16 save is exact."""
+  import torch
+
+  g = torch.Generator().manual_seed(seed)
+  D = inner.config.hidden_size
+  with torch.no_grad():
+    inner.q_head.weight.copy_(torch.randn(inner.q_head.weight.shape, generator=g) * D**-0.5)
+    inner.q_head.bias.copy_(torch.randn(2, generator=g))
+    if hasattr(inner, 'puzzle_emb'):
+      w = inner.puzzle_emb.weights
+      w.copy_(torch.randn(w.shape, generator=g) * D**-0.5)
+    for name in BF16_BUFFERS:
+      buf = getattr(inner, name)
+      buf.copy_(buf.to(torch.bfloat16).float())
+
+
+def saved_state_dict(model, bf16_buffers: bool = False) -> dict:
+  """The reference model's state dict with the keys its pretrain.py saves (compiled loss head);
+  `bf16_buffers`: H_init/L_init in bf16, as a bf16 run stores them."""
+  import torch
+
+  sd = {}
+  for k, v in model.state_dict().items():
+    if bf16_buffers and k.split('.')[-1] in BF16_BUFFERS:
+      v = v.to(torch.bfloat16)
+    sd['_orig_mod.model.' + k] = v.detach().clone()
+  return sd
+
+
+def reference_rollout(model, batch: dict, segments: int) -> list[tuple[np.ndarray, ...]]:
+  """(logits [B, L, V], q_halt [B], q_continue [B]) of each of `segments` ACT calls (eval)."""
+  import torch
+
+  tb = {k: torch.from_numpy(v) for k, v in batch.items()}
+  outs = []
+  with torch.no_grad():
+    carry = model.initial_carry(tb)
+    for _ in range(segments):
+      carry, o = model(carry=carry, batch=tb)
+      outs.append(
+        tuple(o[k].float().numpy() for k in ('logits', 'q_halt_logits', 'q_continue_logits'))
+      )
+  return outs
+
+
+def jax_rollout(graphdef, state, batch: dict, segments: int) -> list[tuple[np.ndarray, ...]]:
+  """The same `segments` segments in hrm_jax from (H_init, L_init), eval weights."""
+
+  @jax.jit
+  def segment(params, buffers, z_H, z_L, inputs, rows):
+    model = nnx.merge(graphdef, params, buffers)
+    (z_H, z_L), heads = model(z_H, z_L, inputs, rows)
+    return z_H, z_L, heads
+
+  model = nnx.merge(graphdef, ts.eval_params(state), state.buffers)
+  z_H, z_L = model.initial_state(batch['inputs'].shape[0])
+  rows = jnp.take(state.puzzle_emb, batch['puzzle_identifiers'], axis=0)
+  outs = []
+  for _ in range(segments):
+    z_H, z_L, heads = segment(
+      ts.eval_params(state), state.buffers, z_H, z_L, jnp.asarray(batch['inputs']), rows
+    )
+    outs.append(tuple(np.asarray(h) for h in heads))
+  return outs
+
+
+def run(cfg, repo: str, model_name: str, flags_: Any) -> dict[str, float]:
+  """Builds both models, runs them and returns {'max_abs_err_logits': ..., ...}."""
+  import torch
+
+  check_config(cfg, model_name)
+  cfg.model.compute_dtype = 'float32'
+  cls = import_reference(repo, model_name)
+  vocab, seq_len = convert_torch.data_shapes(cfg.data)
+  loaded = None
+  num_ids = flags_.num_puzzle_ids
+  if flags_.checkpoint:
+    path = convert_torch.resolve_checkpoint(flags_.checkpoint)
+    loaded = convert_torch.strip_prefixes(torch.load(path, map_location='cpu', weights_only=True))
+    vocab = loaded['embed_tokens.embedding_weight'].shape[0]
+    num_ids = loaded['puzzle_emb.weights'].shape[0] if 'puzzle_emb.weights' in loaded else 1
+  B = flags_.batch
+  torch.manual_seed(flags_.seed)
+  ref = cls(reference_config(cfg, model_name, B, vocab, seq_len, num_ids))
+  if loaded is None:
+    _randomize(ref.inner, flags_.seed)
+  else:
+    ref.inner.load_state_dict(loaded, strict=True)
+  ref.eval()
+  sd = saved_state_dict(ref)
+  if flags_.save_state_dict:
+    arch = reference_config(cfg, model_name, B, vocab, seq_len, num_ids)
+    _save(saved_state_dict(ref, bf16_buffers=True), flags_.save_state_dict, arch, model_name)
+  rng = np.random.default_rng(flags_.seed)
+  batch = dict(
+    inputs=rng.integers(0, vocab, (B, seq_len), dtype=np.int32),
+    labels=rng.integers(1, vocab, (B, seq_len), dtype=np.int32),
+    puzzle_identifiers=rng.integers(0, num_ids, (B,), dtype=np.int32),
+  )
+  if not 1 <= flags_.segments <= cfg.act.halt_max_steps:
+    raise ParityError(f'--segments must be in [1, act.halt_max_steps={cfg.act.halt_max_steps}]')
+  want = reference_rollout(ref, batch, flags_.segments)
+  np_sd = {k: v.float().numpy() for k, v in sd.items()}
+  _, graphdef, state, _ = convert_torch.convert_state_dict(cfg, np_sd)
+  got = jax_rollout(graphdef, state, batch, flags_.segments)
+  result = {}
+  for prefix, other in (
+    ('max_abs_err', got),
+    ('noise_floor', _perturbed_rollout(ref, batch, flags_)),
+  ):
+    for i, name in enumerate(('logits', 'q_halt', 'q_continue')):
+      result[f'{prefix}_{name}'] = max(
+        float(np.max(np.abs(w[i] - o[i]))) for w, o in zip(want, other)
+      )
+  result['max_abs_logits'] = max(float(np.max(np.abs(w[0]))) for w in want)
+  return result
+
+
+def _perturbed_rollout(ref, batch: dict, flags_: Any) -> list[tuple[np.ndarray, ...]]:
+  """The reference rollout with every weight scaled by (1 + 2⁻²³·N(0, 1)), about one fp32 ulp.
+
+  How far this moves the outputs is the reference's own fp32 noise floor: deep recursions
+  (TRM-MLP at random init especially) amplify rounding differences by orders of magnitude, and
+  no port can match the reference more closely than its own sensitivity to rounding.
+  """
+  import copy
+
+  import torch
+
+  twin = copy.deepcopy(ref)
+  g = torch.Generator().manual_seed(flags_.seed + 1)
+  with torch.no_grad():
+    for p in twin.parameters():
+      p.mul_(1 + 2.0**-23 * torch.randn(p.shape, generator=g))
+  return reference_rollout(twin, batch, flags_.segments)
+
+
+def _save(sd: dict, path: str, arch: dict, model: str) -> None:
+  """torch.save of `sd` at `path`, with the run's all_config.yaml (arch section) beside it."""
+  import torch
+  import yaml
+
+  os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+  torch.save(sd, path)
+  arch = {k: v for k, v in arch.items() if k not in ('batch_size', 'seq_len', 'vocab_size')}
+  arch.pop('num_puzzle_identifiers')
+  arch['forward_dtype'] = 'bfloat16'
+  module, cls = REFERENCE[model]
+  arch['name'] = f'{module.removeprefix("models.")}@{cls}'
+  with open(os.path.join(os.path.dirname(os.path.abspath(path)), 'all_config.yaml'), 'w') as f:
+    yaml.safe_dump({'arch': arch}, f)
+
+
+def _define_flags():
+  from absl import flags
+  from ml_collections import config_flags
+
+  config_flags.DEFINE_config_file('config', None, 'Config file[:preset].', lock_config=True)
+  flags.DEFINE_string('repo', None, 'Checkout of the reference repo (HRM or TRM).')
+  flags.DEFINE_enum('model', None, sorted(REFERENCE), 'Which reference model to compare.')
+  flags.DEFINE_string('checkpoint', None, 'Reference state dict to load (default: random init).')
+  flags.DEFINE_string('save_state_dict', None, 'Write the reference state dict here (.pt).')
+  flags.DEFINE_integer('batch', 2, 'Batch size of the random inputs.')
+  flags.DEFINE_integer('segments', 1, 'ACT segments to run and compare (from the initial carry).')
+  flags.DEFINE_integer('num_puzzle_ids', 3, 'Puzzle-table rows at random init.')
+  flags.DEFINE_integer('seed', 0, 'Seed of the weights and inputs.')
+  flags.DEFINE_float('tol', 1e-4, 'Largest max-abs error accepted.')
+  flags.mark_flags_as_required(['config', 'repo', 'model'])
+
+
+def main(argv):
+  """CLI: prints the max-abs errors; exit 1 above --tol, 2 on bad input."""
+  del argv
+  from absl import flags
+
+  f = flags.FLAGS
+  try:
+    result = run(f.config, f.repo, f.model, f)
+  except (ParityError, convert_torch.ConversionError, FileNotFoundError) as e:
+    print(f'error: {e}', file=sys.stderr)
+    sys.exit(2)
+  for k, v in result.items():
+    print(f'{k}: {v:.3e}')
+  if f.save_state_dict:
+    print(f'saved_state_dict: {f.save_state_dict}')
+  worst = max(v for k, v in result.items() if k.startswith('max_abs_err'))
+  if worst > f.tol:
+    floor = max(v for k, v in result.items() if k.startswith('noise_floor'))
+    print(f'FAIL: {worst:.3e} > tol {f.tol:g} (reference noise floor {floor:.3e})')
+    sys.exit(1)
+  print('OK')
+
+
+if __name__ == '__main__':
+  from absl import app
+
+  _define_flags()
+  app.run(main)

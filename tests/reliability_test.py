@@ -1,0 +1,188 @@
+"""Preemption, exact resume, damaged checkpoints, divergence and refusals of the wrong run."""
+
+import os
+import re
+import shutil
+import signal
+import subprocess
+
+import chex
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from hrm_jax import checkpoint, metric_log, train
+from hrm_jax import config as config_lib
+from hrm_jax import train_step as ts
+from tests import helpers
+
+
+def test_preempted_run_resumes_bit_identically(one_device_main_run, tmp_path):
+  workdir = str(tmp_path / 'w')
+  r = helpers.run_main(
+    *helpers.TINY_MAIN_FLAGS, f'--workdir={workdir}', '--simulate_preemption_at=3'
+  )
+  assert 'preempted: checkpoint at step 3 saved' in r.stdout, r.stdout
+  assert 'train step=4' not in r.stdout
+  r = helpers.run_main(*helpers.TINY_MAIN_FLAGS, f'--workdir={workdir}')
+  assert 'resumed from step 3' in r.stdout, r.stdout
+  # Same records (the open log interval 3..4 was checkpointed too), same bits.
+  helpers.assert_same_run(
+    one_device_main_run, workdir, helpers.tiny_main_config(), rtol=0.0, atol=0.0
+  )
+
+
+def test_sigterm_checkpoints_at_the_next_step_and_exits_cleanly(tmp_path):
+  workdir = str(tmp_path / 'w')
+  proc = subprocess.Popen(
+    helpers.main_command(
+      *helpers.TINY_MAIN_FLAGS,
+      '--config.train.steps=100000',
+      '--config.train.eval_every=100000',
+      f'--workdir={workdir}',
+    ),
+    cwd=helpers.ROOT,
+    env=helpers.main_env(),
+    stdout=subprocess.PIPE,
+    stderr=subprocess.STDOUT,
+    text=True,
+  )
+  try:
+    lines = []
+    for line in proc.stdout:
+      lines.append(line)
+      if line.startswith('train step='):
+        proc.send_signal(signal.SIGTERM)
+        break
+    rest, _ = proc.communicate(timeout=120)
+  finally:
+    if proc.poll() is None:
+      proc.kill()
+  out = ''.join(lines) + rest
+  assert proc.returncode == 0, out
+  assert 'received SIGTERM' in out, out
+  step = int(out.split('preempted: checkpoint at step ')[1].split()[0])
+  assert checkpoint.manager(workdir, read_only=True).all_steps() == [step]
+
+
+def _copy(workdir, tmp_path):
+  dst = str(tmp_path / 'copy')
+  shutil.copytree(workdir, dst)
+  return dst
+
+
+def test_damaged_latest_checkpoint_falls_back_to_the_previous(tiny_run, tmp_path, capsys):
+  cfg, workdir, _ = tiny_run
+  workdir = _copy(workdir, tmp_path)
+  data = os.path.join(workdir, 'checkpoints', '40', 'train')
+  for d, _, files in os.walk(data):
+    for f in files:
+      if '/d' in d and not f.endswith('.json'):  # the array chunks
+        with open(os.path.join(d, f), 'r+b') as fh:
+          fh.truncate(16)
+  _, _, state, step, _ = train.load_trained(cfg, workdir)
+  assert step == 20 and int(state.step) == 20
+  assert f'checkpoint {workdir}/checkpoints/40 is damaged' in capsys.readouterr().err
+
+
+def test_checkpoint_of_another_model_is_refused_with_the_differences(tiny_run):
+  cfg, workdir, _ = tiny_run
+  other = cfg.copy_and_resolve_references()
+  other.model.hidden_size = 48
+  with pytest.raises(checkpoint.CheckpointMismatch) as e:
+    train.load_trained(other, workdir)
+  message = str(e.value)
+  assert 'does not fit the model of this config' in message
+  assert re.search(r'shape state/params/\S+: checkpoint \(\d+, 32\), model \(\d+, 48\)', message)
+
+
+def test_workdir_of_another_config_is_not_overwritten(tiny_run):
+  cfg, workdir, _ = tiny_run
+  before = open(os.path.join(workdir, 'metrics.jsonl')).read()
+  other = cfg.copy_and_resolve_references()
+  other.seed, other.opt.lr = 1, 1e-2
+  with pytest.raises(config_lib.ConfigError) as e:
+    train.train_and_evaluate(other, workdir)
+  assert 'holds a run of another config' in str(e.value)
+  assert 'opt.lr: 0.003 -> 0.01' in str(e.value) and 'seed: 0 -> 1' in str(e.value)
+  assert open(os.path.join(workdir, 'metrics.jsonl')).read() == before
+
+
+def test_divergence_stops_with_the_step_and_saves_nothing_after_it(tmp_path):
+  cfg = helpers.tiny_config()
+  # Adam-atan2 moves every weight by ~lr per step: at 1e30 the activations overflow at once.
+  cfg.opt.update(lr=1e30, lr_warmup_steps=0)
+  cfg.train.update(steps=6, eval_every=6)
+  workdir = str(tmp_path / 'w')
+  with pytest.raises(metric_log.Divergence) as e:
+    train.train_and_evaluate(cfg, workdir)
+  assert 'non-finite loss or gradient at step' in str(e.value)
+  assert e.value.step <= 6
+  assert checkpoint.manager(workdir, read_only=True).all_steps() == []
+
+
+class _Writer:
+  def __init__(self):
+    self.records = []
+
+  def write(self, record):
+    self.records.append(record)
+
+
+def _step_metrics(nonfinite=0.0):
+  return dict(
+    count=2.0, accuracy=1.0, exact_accuracy=0.0, q_halt_accuracy=1.0, steps=2.0,
+    blank_correct=1.0, blank_count=2.0, lm_loss=4.0, q_halt_loss=1.0, q_continue_loss=1.0,
+    lr=0.1, grad_norm=3.0, nonfinite=nonfinite,
+  )  # fmt: skip
+
+
+def test_train_log_names_the_first_nonfinite_step():
+  log = metric_log.TrainLog(_Writer(), 2, 10, ('lm_loss',), skip_nonfinite=False)
+  with pytest.raises(metric_log.Divergence) as e:
+    for step in (1, 2, 3):
+      log.add(step, _step_metrics(nonfinite=float(step == 2)))
+    log.flush()
+  assert e.value.step == 2
+
+
+def test_train_log_interval_survives_a_checkpoint():
+  writer_a, writer_b = _Writer(), _Writer()
+  a = metric_log.TrainLog(writer_a, 2, 4, ('lm_loss',), skip_nonfinite=False)
+  for step in range(1, 5):
+    a.add(step, _step_metrics())
+  a.flush()
+  b1 = metric_log.TrainLog(_Writer(), 2, 4, ('lm_loss',), skip_nonfinite=False)
+  for step in (1, 2):
+    b1.add(step, _step_metrics())
+  b1.flush()
+  b = metric_log.TrainLog(writer_b, 2, 4, ('lm_loss',), skip_nonfinite=False)
+  b.restore(b1.state())
+  for step in (3, 4):
+    b.add(step, _step_metrics())
+  b.flush()
+  drop = lambda r: {k: v for k, v in r.items() if k != 'steps_per_s'}  # noqa: E731
+  assert [drop(r) for r in writer_b.records] == [drop(r) for r in writer_a.records]
+  assert writer_a.records[0]['lm_loss'] == 4.0 * 4 / (2 * 4) and writer_a.records[0]['step'] == 4
+
+
+def test_skip_nonfinite_drops_the_step():
+  cfg = config_lib.resolve(helpers.tiny_config(), 1.0)
+  cfg.train.skip_nonfinite = True
+  graphdef, state = ts.init_state(cfg, 11, 81, 4)
+  carry = ts.init_carry(graphdef, state, 4, 81)
+  # A NaN weight makes the loss and the gradient NaN.
+  params = jax.tree.map(lambda x: x, state.params)
+  params['lm_head']['kernel'] = params['lm_head']['kernel'].at[0, 0].set(jnp.nan)
+  state = state.replace(params=params)
+  batch = dict(
+    inputs=jnp.ones((4, 81), jnp.int32),
+    labels=jnp.full((4, 81), 2, jnp.int32),
+    puzzle_identifiers=jnp.zeros((4,), jnp.int32),
+  )
+  new_state, new_carry, metrics = ts.jit_train_step(graphdef, cfg)(state, carry, batch)
+  assert float(metrics['nonfinite']) == 1.0 and float(metrics['lm_loss']) == 0.0
+  assert int(new_state.step) == 1
+  chex.assert_trees_all_equal(new_state.replace(step=state.step), state)
+  np.testing.assert_array_equal(new_carry.steps, 0)  # a taken step would have made them 1
