@@ -116,7 +116,8 @@ def restore(
     except CheckpointMismatch:
       raise
     except Exception as e:  # damaged: orbax raises many kinds (ValueError, OSError, tensorstore)
-      msg = f'checkpoint {mngr.directory}/{s} is damaged ({type(e).__name__}: {e})'
+      detail = str(e).split(' [tensorstore_spec')[0]  # tensorstore appends its whole spec
+      msg = f'checkpoint {mngr.directory}/{s} is damaged ({type(e).__name__}: {detail[:300]})'
       print(f'warning: {msg}', file=sys.stderr, flush=True)
       errors.append(msg)
   raise FileNotFoundError('no usable checkpoint: ' + '; '.join(errors))

@@ -38,6 +38,11 @@ def base_config() -> ml_collections.ConfigDict:
     compute_dtype='bfloat16',
     gradient='one_step',  # one_step (HRM) | last_cycle (TRM) | full (all cycles; ablation)
     token_mixer='attention',  # or 'mlp': SwiGLU over the sequence axis (TRM-MLP, §4.4)
+    # What the backward pass recomputes instead of storing (layers.REMAT): 'dots' keeps only
+    # the projections' outputs and runs attention in recomputed query chunks (README benchmark:
+    # 2-4x less train-step memory, no slower on CPU); 'attention' chunks attention only;
+    # 'block' keeps block inputs only (least memory for TRM); 'none'.
+    remat='dots',
   )
   # EMA of the trainable weights (TRM §4.5): evaluation uses the average, training the raw ones.
   c.ema = dict(enabled=False, rate=0.999)
@@ -214,6 +219,7 @@ def validate(cfg: ml_collections.ConfigDict, num_devices: int = 1) -> None:
     'model.pos_encodings',
     f'must be one of {model_lib.POS_ENCODINGS}, got {m.pos_encodings!r}',
   )
+  _check(m.remat in layers.REMAT, 'model.remat', f'must be one of {layers.REMAT}, got {m.remat!r}')
   _check(
     m.gradient in recurrence.GRADIENT_MODES,
     'model.gradient',
@@ -278,6 +284,7 @@ RESUMABLE_FIELDS = (
   'eval.',
   'ckpt.',
   'mesh.prefetch',
+  'model.remat',  # memory/speed only: the same computation
   'log.',
   'data.path',
   'data.csv_dir',

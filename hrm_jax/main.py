@@ -64,5 +64,21 @@ def main(argv):
     sys.exit(2)
 
 
+def _parse_flags(argv):
+  """absl's parsing, with bad --config values reported as one `error:` line, exit code 2."""
+  try:
+    return flags.FLAGS(argv)
+  except (AttributeError, KeyError, flags.Error) as e:
+    while isinstance(e, (AttributeError, KeyError)) and e.args and isinstance(e.args[0], Exception):
+      e = e.args[0]  # ConfigDict wraps the KeyError that names the unknown field
+    text = str(e.args[0]) if isinstance(e, (AttributeError, KeyError)) and e.args else str(e)
+    if 'Traceback' in text:  # an exception in the config file: its flag and last line
+      lines = [line for line in text.splitlines() if line.strip()]
+      text = f'{lines[0].split(": Error whilst")[0]}: {lines[-1].strip()}'
+    kind = 'unknown field ' if isinstance(e, (AttributeError, KeyError)) else ''
+    print(f'error: invalid config: {kind}{" ".join(text.split())}', file=sys.stderr)
+    sys.exit(2)
+
+
 if __name__ == '__main__':
-  app.run(main)
+  app.run(main, flags_parser=_parse_flags)

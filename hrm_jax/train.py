@@ -75,10 +75,12 @@ def run_eval(
   split: data_format.Split,
   mesh: sharding.Mesh,
   evaluator: Optional[evaluators.Evaluator] = None,
+  sample: Optional[dict] = None,
 ) -> dict[str, float]:
   """Evaluates `state` on the whole test split (or eval.max_examples of it); returns mean
   metrics, plus the `evaluator`'s results (maze validity, ARC pass@K) when given. The weights
-  are `ts.eval_params(state)`: the EMA average when kept (§4.5)."""
+  are `ts.eval_params(state)`: the EMA average when kept (§4.5). A `sample` dict is filled with
+  the first test example's `inputs`, `labels` [L] and `preds` [L] (numpy), for pictures."""
   params = ts.eval_params(state)
   batch_size = cfg.eval.batch_size
   batches = loader.eval_batches(split, batch_size, jax.process_index(), jax.process_count())
@@ -91,6 +93,10 @@ def run_eval(
     global_batch = mesh.global_batch(batch)
     metrics, preds, q_halt = eval_fn(params, state.buffers, state.puzzle_emb, global_batch)
     sums = metrics if sums is None else jax.tree.map(jnp.add, sums, metrics)
+    if sample is not None and not sample:
+      first = _to_host(preds)[0]
+      sample.update(inputs=np.asarray(batch['inputs'][0]), labels=np.asarray(batch['labels'][0]))
+      sample['preds'] = first
     if evaluator is not None:
       # Scored one batch late, so the host decodes batch i while the device runs batch i + 1.
       if previous is not None:
@@ -114,9 +120,13 @@ def _report_eval(
   metrics: dict,
   M_max: int,
   evaluator: Optional[evaluators.Evaluator] = None,
+  sample: Optional[dict] = None,
+  task: str = '',
 ) -> None:
   """Prints the contract's `eval step=...` line (with the evaluator's headline figures),
-  writes the metrics (metrics.jsonl, TensorBoard) and the evaluator's files to eval/step_<N>/."""
+  writes the metrics (metrics.jsonl, TensorBoard) and the evaluator's files to eval/step_<N>/.
+  With a `sample` (see run_eval) of a `task` that has a picture, also eval/step_<N>/
+  prediction.png, shown in TensorBoard as `eval/prediction`."""
   shown = dict(
     step=step,
     exact_accuracy=metrics['exact_accuracy'],
@@ -130,6 +140,15 @@ def _report_eval(
       evaluator.write(os.path.join(workdir, 'eval', f'step_{step}'))
   print('eval ' + metric_log.fmt(shown), flush=True)
   writer.write(dict(step=step, split='eval', M_max=M_max, **metrics))
+  if sample and writer.tb is not None and task in ('sudoku', 'maze', 'arc'):
+    from matplotlib import image  # plots imports matplotlib; only pictures need it
+
+    from hrm_jax import plots
+
+    png = os.path.join(workdir, 'eval', f'step_{step}', 'prediction.png')
+    plots.predictions(png, task, sample['inputs'], sample['labels'], sample['preds'][None])
+    rgb = (image.imread(png)[..., :3] * 255).astype(np.uint8)
+    writer.image('eval/prediction', step, rgb)
 
 
 def _setup(
@@ -275,8 +294,18 @@ def train_and_evaluate(
           log.finish(step)
         if step % t.eval_every == 0 or step == t.total_steps:
           log.flush()
-          eval_metrics = run_eval(cfg, eval_fn, state, test_split, mesh, evaluator)
-          _report_eval(writer, workdir, step, eval_metrics, cfg.eval.halt_max_steps, evaluator)
+          sample: dict = {}
+          eval_metrics = run_eval(cfg, eval_fn, state, test_split, mesh, evaluator, sample)
+          _report_eval(
+            writer,
+            workdir,
+            step,
+            eval_metrics,
+            cfg.eval.halt_max_steps,
+            evaluator,
+            sample,
+            cfg.data.name,
+          )
         stop = preemption.requested(step)
         if stop or step % ckpt_every == 0 or step == t.total_steps:
           save(step)

@@ -24,8 +24,18 @@ def _run(*args, cwd=helpers.ROOT):
 
 def test_unknown_preset(tmp_path):
   r = _run('--config=experiments/sudoku.py:nope', f'--workdir={tmp_path}/w')
-  assert r.returncode != 0
+  assert r.returncode == 2 and 'Traceback' not in r.stderr
   assert "unknown preset 'nope'" in r.stderr and "'cpu'" in r.stderr
+  assert not os.path.exists(tmp_path / 'w')
+
+
+def test_unknown_field_suggests_the_right_one(tmp_path):
+  r = _run(
+    '--config=experiments/sudoku.py:tiny', '--config.model.hiden_size=3', f'--workdir={tmp_path}/w'
+  )
+  assert r.returncode == 2 and 'Traceback' not in r.stderr
+  assert "error: invalid config: unknown field 'hiden_size'" in r.stderr
+  assert 'Did you mean "hidden_size"' in r.stderr
   assert not os.path.exists(tmp_path / 'w')
 
 

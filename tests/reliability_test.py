@@ -186,3 +186,25 @@ def test_skip_nonfinite_drops_the_step():
   assert int(new_state.step) == 1
   chex.assert_trees_all_equal(new_state.replace(step=state.step), state)
   np.testing.assert_array_equal(new_carry.steps, 0)  # a taken step would have made them 1
+
+
+def test_fault_injection_tool_survives_a_sigkill(tmp_path):
+  r = subprocess.run(
+    [
+      *helpers.main_command()[:2],
+      'hrm_jax.tools.fault_injection',
+      '--kills=1',
+      '--steps=40',
+      f'--workdir={tmp_path}',
+    ],
+    cwd=helpers.ROOT,
+    env=helpers.main_env(),
+    capture_output=True,
+    text=True,
+    timeout=300,
+  )
+  out = dict(line.split(': ', 1) for line in r.stdout.splitlines() if ': ' in line)
+  assert r.returncode == 0, r.stdout + r.stderr
+  assert out['kills'] == '1' and out['resumes'] == '1', out
+  assert out['params_identical'] == 'true' and out['metrics_identical'] == 'true'
+  assert out['steps_lost_beyond_checkpoint'] == '0'

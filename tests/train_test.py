@@ -39,6 +39,38 @@ def test_loss_falls_and_metrics_are_logged(tiny_run):
   assert metrics == {k: v for k, v in evals[-1].items() if k in metrics}
 
 
+def _tensorboard_tags(logdir: str) -> dict[str, list[int]]:
+  """{tag: [steps]} of the TensorBoard event files in `logdir` (TFRecord framing)."""
+  import struct
+
+  from tensorboardX.proto import event_pb2
+
+  tags: dict[str, list[int]] = {}
+  for name in os.listdir(logdir):
+    data = open(os.path.join(logdir, name), 'rb').read()
+    pos = 0
+    while pos < len(data):
+      (length,) = struct.unpack('<Q', data[pos : pos + 8])
+      event = event_pb2.Event.FromString(data[pos + 12 : pos + 12 + length])
+      pos += 12 + length + 4
+      for value in event.summary.value:
+        tags.setdefault(value.tag, []).append(event.step)
+  return tags
+
+
+def test_tensorboard_has_every_metric_and_a_prediction_image(tiny_run):
+  cfg, workdir, _ = tiny_run
+  tags = _tensorboard_tags(os.path.join(workdir, 'tensorboard'))
+  assert tags['train/lm_loss'] == [10, 20, 30, 40]
+  assert tags['eval/exact_accuracy'] == [20, 40]
+  for key in helpers.records(workdir, 'eval')[-1]:
+    if key not in ('step', 'split'):
+      assert f'eval/{key}' in tags, key
+  assert tags['eval/prediction'] == [20, 40]
+  png = os.path.join(workdir, 'eval', 'step_40', 'prediction.png')
+  assert open(png, 'rb').read(8) == b'\x89PNG\r\n\x1a\n'
+
+
 def test_checkpoint_restores_and_eval_mode_reproduces(tiny_run, capsys):
   cfg, workdir, metrics = tiny_run
   mngr = checkpoint.manager(workdir, read_only=True)

@@ -111,6 +111,7 @@ class ReasoningModel(nnx.Module):
       rngs=rngs,
       token_mixer=cfg.token_mixer,
       seq_len=self.total_len,
+      remat=cfg.get('remat', 'none'),
     )
     self.H_level = module(cfg.H_layers) if has_separate_f_H(cfg) else None
     self.L_level = module(cfg.L_layers) if has_f_L(cfg) else None

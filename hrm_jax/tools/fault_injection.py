@@ -9,6 +9,7 @@ temporary directory exists) — and rerun with the same command after each kill.
 
   kills: <int>                          kills delivered
   resumes: <int>                        reruns that resumed from a checkpoint
+  kills_during_checkpoint_write: <int>  kills that found orbax's temporary directory present
   params_identical: true|false          final params, EMA, puzzle table and carry bit-identical
   metrics_identical: true|false         metrics.jsonl train/eval records equal (timings aside)
   steps_lost_beyond_checkpoint: <int>   sum over kills of (last committed step - resumed step)
@@ -35,7 +36,7 @@ from absl import app, flags
 _KILLS = flags.DEFINE_integer('kills', 10, 'SIGKILLs to deliver.')
 _SEED = flags.DEFINE_integer('seed', 0, 'Seed of the kill schedule.')
 _WORKDIR = flags.DEFINE_string('workdir', None, 'Where the two runs go (default: a temp dir).')
-_STEPS = flags.DEFINE_integer('steps', 120, 'Training steps of the tiny run.')
+_STEPS = flags.DEFINE_integer('steps', 400, 'Training steps of the tiny run.')
 _TIMEOUT = flags.DEFINE_integer('timeout', 900, 'Seconds before the whole drill gives up.')
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -43,10 +44,10 @@ TIMING_KEYS = ('steps_per_s',)
 
 
 def run_overrides(steps: int) -> list[str]:
-  """The drill's run: the `tiny` preset for `steps` steps, a checkpoint every 4, eval every 20."""
+  """The drill's run: the `tiny` preset for `steps` steps, a checkpoint every 4, eval every 50."""
   return [
     f'--config.train.steps={steps}',
-    '--config.train.eval_every=20',
+    '--config.train.eval_every=50',
     '--config.train.log_every=5',
     '--config.ckpt.every_steps=4',
   ]
@@ -135,9 +136,13 @@ def main(argv):
   del argv
   rng = random.Random(_SEED.value)
   root = _WORKDIR.value or tempfile.mkdtemp(prefix='fault_injection-')
+  os.makedirs(root, exist_ok=True)
   clean, faulty = os.path.join(root, 'clean'), os.path.join(root, 'faulty')
   for d in (clean, faulty):
     shutil.rmtree(d, ignore_errors=True)
+  for f in ('clean.log', 'faulty.log'):
+    if os.path.exists(os.path.join(root, f)):
+      os.remove(os.path.join(root, f))
   deadline = time.time() + _TIMEOUT.value
   steps = _STEPS.value
 
@@ -150,7 +155,7 @@ def main(argv):
     sys.exit(f'the clean run failed; see {log}')
   train_s = time.time() - t_train
 
-  kills, resumes, lost = 0, 0, 0
+  kills, resumes, lost, during_save = 0, 0, 0, 0
   log = os.path.join(root, 'faulty.log')
   last_committed = None
   while True:
@@ -170,10 +175,12 @@ def main(argv):
     if kills % 2:  # aim at a checkpoint write: kill while orbax's temporary dir exists
       while proc.poll() is None and not _saving(faulty) and time.time() < deadline:
         time.sleep(0.002)
-    else:
-      time.sleep(rng.uniform(0.0, train_s * 0.8))
+    else:  # somewhere in the first third of the steps still to do, so later kills find work
+      remaining = train_s * (steps - (last_committed or 0)) / steps
+      time.sleep(rng.uniform(0.02, 0.33) * remaining)
     if proc.poll() is not None:
       break  # finished before the kill landed: nothing left to interrupt
+    during_save += _saving(faulty)
     _kill(proc)
     kills += 1
     done = committed_steps(faulty)
@@ -189,6 +196,7 @@ def main(argv):
   metrics_identical = records(clean) == records(faulty)
   print(f'kills: {kills}')
   print(f'resumes: {resumes}')
+  print(f'kills_during_checkpoint_write: {during_save}')
   print(f'params_identical: {str(params_identical).lower()}')
   print(f'metrics_identical: {str(metrics_identical).lower()}')
   print(f'steps_lost_beyond_checkpoint: {lost}')
