@@ -1,5 +1,6 @@
 """Layer numerics against the formulas of spec §1."""
 
+import functools
 import math
 
 import chex
@@ -150,3 +151,18 @@ def test_mlp_token_mixer_normalises_over_the_sequence_axis():
 def test_mlp_token_mixer_needs_the_sequence_length():
   with pytest.raises(ValueError, match='sequence length'):
     layers.Block(16, 2, 4, 1e-5, dtype=jnp.float32, rngs=nnx.Rngs(0), token_mixer='mlp')
+
+
+@pytest.mark.parametrize('chunk', [0, 64])  # one piece; three chunks of 64, the last padded
+def test_attention_matches_xla_attention_and_its_gradient(chunk):
+  q, k, v = (jax.random.normal(jax.random.key(i), (2, 150, 3, 8)) for i in range(3))
+  attend = functools.partial(layers.attention, chunk=chunk)
+  want = jax.nn.dot_product_attention(q, k, v)
+  chex.assert_trees_all_close(attend(q, k, v), want, atol=1e-5)
+
+  def loss(attend, q, k, v):
+    return jnp.sum(jnp.sin(attend(q, k, v)))
+
+  got = jax.grad(functools.partial(loss, attend), argnums=(0, 1, 2))(q, k, v)
+  ref = jax.grad(functools.partial(loss, jax.nn.dot_product_attention), argnums=(0, 1, 2))(q, k, v)
+  chex.assert_trees_all_close(got, ref, atol=1e-5)
