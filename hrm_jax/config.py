@@ -314,21 +314,3 @@ def run_differences(saved: dict, cfg: ml_collections.ConfigDict) -> list[str]:
     if a != b and not (isinstance(a, (list, tuple)) and list(a) == list(b or [])):
       diffs.append(f'{k}: {a!r} -> {b!r}')
   return diffs
-
-
-def apply_overrides(cfg: ml_collections.ConfigDict, overrides) -> ml_collections.ConfigDict:
-  """Sets `field.path=value` strings (as `--config.field.path=value` flags do) on `cfg`, in
-  place, and returns it. Values are Python literals (`3e-3`, `True`, `'x'`), else strings."""
-  import ast
-
-  for item in overrides:
-    name, value = item.removeprefix('--config.').split('=', 1)
-    *parents, leaf = name.split('.')
-    node = cfg
-    for p in parents:
-      node = node[p]
-    try:
-      node[leaf] = ast.literal_eval(value)
-    except (ValueError, SyntaxError):
-      node[leaf] = value
-  return cfg

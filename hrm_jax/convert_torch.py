@@ -43,7 +43,7 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
-from hrm_jax import checkpoint
+from hrm_jax import checkpoint, train
 from hrm_jax import config as config_lib
 from hrm_jax import train_step as ts
 from hrm_jax.data import format as data_format
@@ -326,7 +326,7 @@ def convert_state_dict(
 
 def write_workdir(workdir: str, cfg, graphdef, state: ts.TrainState, meta) -> None:
   """Writes `state` as a train.py workdir: orbax {'state', 'carry'} at `state.step` (carry
-  all-halted, batch `cfg.train.global_batch_size`) and `train_metadata.json`.
+  all-halted, batch `cfg.train.global_batch_size`), `config.json` and `train_metadata.json`.
 
   Raises ConversionError if `workdir` already holds checkpoints.
   """
@@ -337,8 +337,7 @@ def write_workdir(workdir: str, cfg, graphdef, state: ts.TrainState, meta) -> No
   checkpoint.save(mngr, int(state.step), {'state': state, 'carry': carry})
   mngr.wait_until_finished()
   mngr.close()
-  with open(os.path.join(workdir, 'train_metadata.json'), 'w') as f:
-    f.write(meta.to_json())
+  train.write_run_files(workdir, cfg, meta)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -15,8 +15,6 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import json
-import os
 from typing import Any, Optional
 
 import jax
@@ -54,15 +52,6 @@ class Loaded:
     return nnx.merge(self.graphdef, self.state.params, self.state.buffers)
 
 
-def stored_config(workdir: str) -> Optional[ml_collections.ConfigDict]:
-  """The config the run saved in `<workdir>/config.json`, or None when there is none."""
-  path = os.path.join(workdir, 'config.json')
-  if not os.path.exists(path):
-    return None
-  with open(path) as f:
-    return ml_collections.ConfigDict(json.load(f))
-
-
 def load(workdir: str, cfg: Optional[ml_collections.ConfigDict] = None) -> Loaded:
   """Restores the latest checkpoint of `workdir` (`train.load_trained`), trained with `cfg`
   (default: the config the run saved in the workdir).
@@ -70,7 +59,7 @@ def load(workdir: str, cfg: Optional[ml_collections.ConfigDict] = None) -> Loade
   Returns a `Loaded` whose params are `train_step.eval_params` of the restored state (the EMA
   average when the run kept one).
   """
-  cfg = cfg if cfg is not None else stored_config(workdir)
+  cfg = cfg if cfg is not None else train.saved_config(workdir)
   if cfg is None:
     raise FileNotFoundError(f'{workdir} holds no config.json: pass the training config')
   cfg, graphdef, state, step, meta = train.load_trained(cfg, workdir)

@@ -181,14 +181,37 @@ def _config_path(workdir: str) -> str:
   return os.path.join(workdir, 'config.json')
 
 
+def saved_config(workdir: str) -> Optional[ml_collections.ConfigDict]:
+  """The config a run saved in `<workdir>/config.json` (resolved), or None when there is none."""
+  path = _config_path(workdir)
+  if not os.path.exists(path):
+    return None
+  with open(path) as f:
+    return ml_collections.ConfigDict(json.load(f))
+
+
+def write_run_files(
+  workdir: str, cfg: ml_collections.ConfigDict, meta: data_format.Metadata
+) -> None:
+  """Writes `<workdir>/config.json` (the run's config: reruns and the analysis commands read
+  it) and `train_metadata.json` (the training data's sizes: --mode=eval rebuilds the model
+  without the data), on process 0."""
+  if jax.process_index() != 0:
+    return
+  os.makedirs(workdir, exist_ok=True)
+  with open(_config_path(workdir), 'w') as f:
+    f.write(cfg.to_json_best_effort(indent=2))
+  with open(_train_metadata_path(workdir), 'w') as f:
+    f.write(meta.to_json())
+
+
 def _check_workdir(cfg: ml_collections.ConfigDict, workdir: str) -> None:
   """Refuses a workdir that holds a run of another config (config.json written by an earlier
   run); a rerun may change only config_lib.RESUMABLE_FIELDS (length, evaluation, logging...)."""
-  path = _config_path(workdir)
-  if not os.path.exists(path):
+  saved = saved_config(workdir)
+  if saved is None:
     return
-  with open(path) as f:
-    diffs = config_lib.run_differences(json.load(f), cfg)
+  diffs = config_lib.run_differences(saved.to_dict(), cfg)
   if diffs:
     raise config_lib.ConfigError(
       f'invalid config: {workdir} holds a run of another config; not overwriting it. '
@@ -231,13 +254,7 @@ def train_and_evaluate(
     mesh.table_rows(train_split.metadata.num_puzzle_identifiers),
     loader.steps_per_epoch(train_split, cfg.train.global_batch_size),
   )
-  if jax.process_index() == 0:
-    os.makedirs(workdir, exist_ok=True)
-    with open(_config_path(workdir), 'w') as f:
-      f.write(cfg.to_json_best_effort(indent=2))
-    # Kept so that --mode=eval can rebuild the model without the training data.
-    with open(_train_metadata_path(workdir), 'w') as f:
-      f.write(train_split.metadata.to_json())
+  write_run_files(workdir, cfg, train_split.metadata)
   t = cfg.train
   print(
     f'devices={jax.device_count()} processes={jax.process_count()} '
@@ -294,7 +311,8 @@ def train_and_evaluate(
           log.finish(step)
         if step % t.eval_every == 0 or step == t.total_steps:
           log.flush()
-          sample: dict = {}
+          # A picture only TensorBoard shows; the same on every process (it gathers preds).
+          sample = {} if cfg.log.tensorboard else None
           eval_metrics = run_eval(cfg, eval_fn, state, test_split, mesh, evaluator, sample)
           _report_eval(
             writer,

@@ -125,31 +125,23 @@ def run_main(*flags: str, devices: int = 1, timeout: int = 300):
   return r
 
 
-def trained_params(cfg, workdir: str):
-  """(params, puzzle table, carry) of the latest checkpoint in `workdir`, as numpy, on 1 device."""
+def trained_params(workdir: str):
+  """(params, puzzle table, EMA weights) of the latest checkpoint in `workdir`, as numpy on 1
+  device, restored with the config the run saved."""
   import jax
 
   from hrm_jax import train
   from hrm_jax import train_step as ts
 
-  cfg, graphdef, state, step, meta = train.load_trained(cfg, workdir)
-  del graphdef, step, meta
+  _, _, state, _, _ = train.load_trained(train.saved_config(workdir), workdir)
   return jax.device_get((state.params, state.puzzle_emb, ts.eval_params(state)))
-
-
-def tiny_main_config(*extra_flags: str):
-  """The ConfigDict that `TINY_MAIN_FLAGS` + `extra_flags` give `python -m hrm_jax.main`."""
-  from hrm_jax import config as config_lib
-
-  cfg = load_config('experiments/sudoku.py', 'tiny')
-  return config_lib.apply_overrides(cfg, extra_flags)
 
 
 TIMING_KEYS = ('steps_per_s',)
 
 
-def assert_same_run(workdir_a: str, workdir_b: str, cfg, rtol: float, atol: float) -> None:
-  """Two runs of `cfg` logged the same train/eval records (timings aside) and ended with the
+def assert_same_run(workdir_a: str, workdir_b: str, rtol: float, atol: float) -> None:
+  """Two runs logged the same train/eval records (timings aside) and ended with the
   same parameters, puzzle-table rows and EMA weights, within (rtol, atol)."""
   import chex
   import numpy as np
@@ -161,8 +153,8 @@ def assert_same_run(workdir_a: str, workdir_b: str, cfg, rtol: float, atol: floa
       for k in ra:
         if k not in TIMING_KEYS and not isinstance(ra[k], str):
           np.testing.assert_allclose(rb[k], ra[k], rtol=rtol, atol=atol, err_msg=f'{split} {k}')
-  params_a, table_a, ema_a = trained_params(cfg, workdir_a)
-  params_b, table_b, ema_b = trained_params(cfg, workdir_b)
+  params_a, table_a, ema_a = trained_params(workdir_a)
+  params_b, table_b, ema_b = trained_params(workdir_b)
   chex.assert_trees_all_close(params_a, params_b, rtol=rtol, atol=atol)
   chex.assert_trees_all_close(ema_a, ema_b, rtol=rtol, atol=atol)
   rows = min(len(table_a), len(table_b))  # a sharded table has padding rows at the end

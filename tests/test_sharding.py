@@ -26,5 +26,4 @@ def test_eight_devices_match_one(one_device_main_run, tmp_path):
     devices=8,
   )
   assert 'devices=8 processes=1' in r.stdout
-  cfg = helpers.tiny_main_config('--config.mesh.shard_puzzle_emb=True')
-  helpers.assert_same_run(one_device_main_run, workdir, cfg, rtol=1e-4, atol=1e-5)
+  helpers.assert_same_run(one_device_main_run, workdir, rtol=1e-4, atol=1e-5)

@@ -110,26 +110,14 @@ def records(workdir: str) -> list[dict]:
   return [{k: v for k, v in r.items() if k not in TIMING_KEYS} for r in rows]
 
 
-def final_state(workdir: str, steps: int):
+def final_state(workdir: str):
   """(step, numpy leaves of the TrainState) of the latest checkpoint in `workdir`."""
   import jax
 
-  from hrm_jax import config as config_lib
   from hrm_jax import train
 
-  exp = os.path.join(ROOT, 'experiments', 'sudoku.py')
-  cfg = config_lib.apply_overrides(_experiment_config(exp, 'tiny'), run_overrides(steps))
-  _, _, state, step, _ = train.load_trained(cfg, workdir)
+  _, _, state, step, _ = train.load_trained(train.saved_config(workdir), workdir)
   return step, jax.tree.leaves(jax.device_get(state))
-
-
-def _experiment_config(path: str, preset: str):
-  import importlib.util
-
-  spec = importlib.util.spec_from_file_location('experiment_config', path)
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module.get_config(preset)
 
 
 def main(argv):
@@ -188,8 +176,8 @@ def main(argv):
   if proc.wait(timeout=max(1, deadline - time.time())) != 0:
     sys.exit(f'the faulty run failed after {kills} kills; see {log}')
 
-  step_a, leaves_a = final_state(clean, steps)
-  step_b, leaves_b = final_state(faulty, steps)
+  step_a, leaves_a = final_state(clean)
+  step_b, leaves_b = final_state(faulty)
   params_identical = step_a == step_b and all(
     a.dtype == b.dtype and np.array_equal(a, b) for a, b in zip(leaves_a, leaves_b)
   )
