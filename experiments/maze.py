@@ -24,33 +24,10 @@ Evaluation of every preset reports `valid_optimal` beside exact accuracy (§7.1:
 "valid and optimal", the reference code scores exact match).
 """
 
-import ml_collections
-
 from hrm_jax import config as config_lib
 
 
-def _data(c):
-  c.data = ml_collections.ConfigDict(
-    dict(
-      name='maze',
-      path='',  # an existing dataset folder; overrides everything below
-      source='csv',  # csv (published mazes, local or downloaded) | generate (offline)
-      csv_dir='',  # folder with train.csv/test.csv; empty: download hf_repo
-      hf_repo='sapientinc/maze-30x30-hard-1k',
-      subsample_size=0,  # 0: all training mazes
-      aug=False,  # 8 dihedral transforms of each training maze (one group)
-      seed=0,
-      # source=generate:
-      num_train=1000,
-      num_test=1000,
-      maze_size=30,
-      min_path_len=110,  # shortest start-goal path must be longer (moves), as the paper
-    )
-  )
-
-
 def _paper(c):
-  _data(c)
   c.model.compute_dtype = 'bfloat16'
   c.train.update(global_batch_size=768, epochs=20000, eval_interval=2000)
   c.opt.update(lr=1e-4, puzzle_emb_lr=1e-4, weight_decay=1.0, puzzle_emb_weight_decay=1.0)
@@ -63,7 +40,6 @@ def _trm(c):
 
 
 def _cpu(c):
-  _data(c)
   config_lib.use_cpu_recipe(c)
   # 5x5 mazes: at 7x7 this 132k-parameter HRM got 1% of the path cells right after 900 steps,
   # at 5x5 it finds paths within minutes (README). Half of the 500 test mazes repeat
@@ -79,4 +55,4 @@ PRESETS = {'default': _paper, 'trm': _trm, 'cpu': _cpu}
 
 def get_config(preset: str = ''):
   """Returns the ConfigDict of `preset` (see the module docstring)."""
-  return config_lib.from_preset(PRESETS, preset, 'experiments/maze.py')
+  return config_lib.from_preset(PRESETS, preset, 'experiments/maze.py', task='maze')

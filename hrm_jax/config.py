@@ -12,12 +12,14 @@ import math
 import ml_collections
 
 from hrm_jax import losses
-from hrm_jax.models import layers, recurrence
 from hrm_jax.models import model as model_lib
 
 
-def base_config() -> ml_collections.ConfigDict:
-  """The shared defaults of both reference repos (spec §2.1, §5.6 `cfg_pretrain.yaml`)."""
+def base_config(task: str = 'sudoku') -> ml_collections.ConfigDict:
+  """The shared defaults of both reference repos (spec §2.1, §5.6 `cfg_pretrain.yaml`), with
+  the `data` group of `task` (`hrm_jax.tasks.<task>.data_config()`)."""
+  from hrm_jax import tasks  # the task modules import this one for ConfigError
+
   c = ml_collections.ConfigDict()
   c.seed = 0
 
@@ -90,28 +92,15 @@ def base_config() -> ml_collections.ConfigDict:
     prefetch=2,  # global batches built and sent to the devices ahead of the step; 0: none
   )
   c.log = dict(tensorboard=True)  # also write TensorBoard scalars to <workdir>/tensorboard
-  c.data = dict(
-    name='sudoku',
-    path='',
-    source='generate',
-    csv_dir='',
-    hf_repo='sapientinc/sudoku-extreme',
-    subsample_size=1000,
-    min_difficulty=0,
-    num_aug=1000,
-    seed=0,
-    num_train=1000,
-    num_test=1000,
-    train_min_blanks=35,
-    train_max_blanks=60,
-    test_min_blanks=35,
-    test_max_blanks=60,
-  )
+  c.data = tasks.get(task).data_config()
   return c
 
 
-def from_preset(presets: dict, preset: str, source: str) -> ml_collections.ConfigDict:
-  """`base_config()` changed by `presets[preset or 'default']`, a function editing it in place.
+def from_preset(
+  presets: dict, preset: str, source: str, task: str = 'sudoku'
+) -> ml_collections.ConfigDict:
+  """`base_config(task)` changed by `presets[preset or 'default']`, a function editing it in
+  place.
 
   `source` (the experiment file) names where the preset was looked up in the error for an
   unknown name.
@@ -119,7 +108,7 @@ def from_preset(presets: dict, preset: str, source: str) -> ml_collections.Confi
   preset = preset or 'default'
   if preset not in presets:
     raise ValueError(f'unknown preset {preset!r} for {source}; choose one of {sorted(presets)}')
-  c = base_config()
+  c = base_config(task)
   presets[preset](c)
   return c
 
@@ -191,46 +180,11 @@ def _check(cond: bool, field: str, msg: str):
 
 def validate(cfg: ml_collections.ConfigDict, num_devices: int = 1) -> None:
   """Raises ConfigError naming the field for impossible values, before anything compiles."""
-  m, a, t = cfg.model, cfg.act, cfg.train
-  _check(
-    m.arch in model_lib.ARCHS, 'model.arch', f'must be one of {model_lib.ARCHS}, got {m.arch!r}'
-  )
-  for f in ('hidden_size', 'num_heads', 'H_cycles', 'L_cycles'):
-    _check(m[f] >= 1, f'model.{f}', f'must be >= 1, got {m[f]}')
-  if model_lib.has_f_L(m):
-    _check(m.L_layers >= 1, 'model.L_layers', f'must be >= 1, got {m.L_layers}')
-  if model_lib.has_separate_f_H(m):
-    _check(m.H_layers >= 1, 'model.H_layers', f'must be >= 1, got {m.H_layers}')
-  _check(
-    m.token_mixer in layers.TOKEN_MIXERS,
-    'model.token_mixer',
-    f'must be one of {layers.TOKEN_MIXERS}, got {m.token_mixer!r}',
-  )
-  # head_dim = hidden // num_heads need not divide evenly: the reference's 12-head baseline
-  # has head_dim 42 and an o_proj from 504 to 512 (spec §4.7).
-  _check(m.num_heads <= m.hidden_size, 'model.num_heads', f'must be <= hidden_size {m.hidden_size}')
-  _check(
-    (m.hidden_size // m.num_heads) % 2 == 0 or m.pos_encodings != 'rope',
-    'model.num_heads',
-    'RoPE needs an even head dimension',
-  )
-  _check(
-    m.pos_encodings in model_lib.POS_ENCODINGS,
-    'model.pos_encodings',
-    f'must be one of {model_lib.POS_ENCODINGS}, got {m.pos_encodings!r}',
-  )
-  _check(m.remat in layers.REMAT, 'model.remat', f'must be one of {layers.REMAT}, got {m.remat!r}')
-  _check(
-    m.gradient in recurrence.GRADIENT_MODES,
-    'model.gradient',
-    f'must be one of {recurrence.GRADIENT_MODES}, got {m.gradient!r}',
-  )
-  _check(m.puzzle_emb_ndim >= 0, 'model.puzzle_emb_ndim', 'must be >= 0')
-  _check(
-    m.compute_dtype in model_lib.DTYPES,
-    'model.compute_dtype',
-    f'must be one of {sorted(model_lib.DTYPES)}, got {m.compute_dtype!r}',
-  )
+  a, t = cfg.act, cfg.train
+  try:
+    model_lib.ModelConfig.from_config(cfg.model)  # the model group validates itself
+  except (ValueError, TypeError) as e:
+    raise ConfigError(f'invalid config: {e}') from None
   _check(0.0 <= cfg.ema.rate < 1.0, 'ema.rate', f'must be in [0, 1), got {cfg.ema.rate}')
   _check(a.halt_max_steps >= 1, 'act.halt_max_steps', f'must be >= 1, got {a.halt_max_steps}')
   _check(0.0 <= a.halt_exploration_prob <= 1.0, 'act.halt_exploration_prob', 'must be in [0, 1]')

@@ -49,7 +49,8 @@ class TrainState:
 
 def build_model(cfg: ml_collections.ConfigDict, vocab_size: int, seq_len: int, seed: int):
   """Builds the network named by `cfg.model.arch` with initial weights from `seed`."""
-  return model_lib.ReasoningModel(cfg.model, vocab_size, seq_len, rngs=nnx.Rngs(seed))
+  model_cfg = model_lib.ModelConfig.from_config(cfg.model)
+  return model_lib.ReasoningModel(model_cfg, vocab_size, seq_len, rngs=nnx.Rngs(seed))
 
 
 def split_model(model: nnx.Module):
@@ -110,6 +111,34 @@ def init_carry(graphdef, state: TrainState, batch_size: int, seq_len: int) -> ac
   """An all-halted ACT carry for a batch of `batch_size` rows (§3.1)."""
   model = nnx.merge(graphdef, state.params, state.buffers)
   return act.empty_carry(batch_size, (model.total_len, model.cfg.hidden_size), seq_len, model.dtype)
+
+
+def init_sharded(
+  cfg: ml_collections.ConfigDict,
+  vocab_size: int,
+  seq_len: int,
+  num_puzzle_identifiers: int,
+  batch_size: int,
+  mesh,
+):
+  """(graphdef, state, carry) of `init_state` and `init_carry`, created where they live.
+
+  `jax.eval_shape` traces the initialisation for its shapes, and `jax.jit` with the mesh's
+  shardings as `out_shardings` (`mesh.state_sharding`, `mesh.carry_sharding`: a
+  `sharding.Mesh`) runs it, so each device computes only its own shards: a sharded ARC puzzle
+  table (1.8 GB) is never built whole on one device. The values are `init_state`'s.
+  """
+  graphdefs = []
+
+  def init():
+    graphdef, state = init_state(cfg, vocab_size, seq_len, num_puzzle_identifiers)
+    graphdefs.append(graphdef)  # static: the same structure at every trace
+    return state, init_carry(graphdef, state, batch_size, seq_len)
+
+  state_shape, carry_shape = jax.eval_shape(init)
+  shardings = (mesh.state_sharding(state_shape), mesh.carry_sharding(carry_shape))
+  state, carry = jax.jit(init, out_shardings=shardings)()
+  return graphdefs[0], state, carry
 
 
 def train_step(

@@ -7,7 +7,8 @@ import sys
 import numpy as np
 import pytest
 
-from hrm_jax import analysis, rollout, sharding, train
+from hrm_jax import evaluate, sharding, tasks
+from hrm_jax.analysis import measures, rollout
 from hrm_jax.data import format as data_format
 from tests import helpers
 
@@ -18,18 +19,18 @@ def test_participation_ratio_of_isotropic_gaussian_is_its_dimension(n, d):
   k = 5
   basis = np.linalg.qr(rng.normal(size=(d, k)))[0]  # k orthonormal directions in R^d
   X = rng.normal(size=(n, k)) @ basis.T + 3.0  # the offset is centred away
-  assert analysis.participation_ratio(X) == pytest.approx(k, rel=0.05 if n > d else 0.1)
+  assert measures.participation_ratio(X) == pytest.approx(k, rel=0.05 if n > d else 0.1)
 
 
 def test_participation_ratio_edge_cases():
   rng = np.random.default_rng(1)
   rank1 = rng.normal(size=(50, 1)) * rng.normal(size=(1, 30))
-  assert analysis.participation_ratio(rank1) == pytest.approx(1.0)
+  assert measures.participation_ratio(rank1) == pytest.approx(1.0)
   # Two directions with variances 1 and 4 (x2): PR = (1 + 4)² / (1 + 16) = 25/17.
   X = np.concatenate([np.eye(2), -np.eye(2)]) * np.array([1.0, 2.0])
-  assert analysis.participation_ratio(X) == pytest.approx(25 / 17)
-  assert np.isnan(analysis.participation_ratio(np.ones((5, 3))))
-  assert np.isnan(analysis.participation_ratio(np.ones((1, 3))))
+  assert measures.participation_ratio(X) == pytest.approx(25 / 17)
+  assert np.isnan(measures.participation_ratio(np.ones((5, 3))))
+  assert np.isnan(measures.participation_ratio(np.ones((1, 3))))
 
 
 def test_residual_series_on_a_toy_trajectory():
@@ -38,12 +39,12 @@ def test_residual_series_on_a_toy_trajectory():
   res_L = np.array([[[4, 9], [2, 9], [0, 0]], [[1, 9], [0.5, 9], [0, 0]]], np.float32)
   res_H = np.array([[[0, 0], [0, 0], [3, 9]], [[0, 0], [0, 0], [1.5, 9]]], np.float32)
   traj = rollout.Trajectory(res_H, res_L, kinds, np.zeros((2, 2, 1)), np.zeros((2, 2)), None)
-  s = analysis.residual_series(traj, valid=np.array([True, False]))
+  s = measures.residual_series(traj, valid=np.array([True, False]))
   np.testing.assert_array_equal(s['L'][0], [1, 2, 4, 5])
   np.testing.assert_allclose(s['L'][1], [4, 2, 1, 0.5])
   np.testing.assert_array_equal(s['H'][0], [3, 6])
   np.testing.assert_allclose(s['H'][1], [3, 1.5])
-  summary = analysis.residual_summary(dict(model=s, baseline=s, K=3, M=2))
+  summary = measures.residual_summary(dict(model=s, baseline=s, K=3, M=2))
   assert summary == dict(residual_h_last=1.5, residual_l_last=0.75, residual_baseline_l_last=0.75)
 
 
@@ -51,7 +52,7 @@ def test_segment_scores_and_q_halting_rule():
   inputs = np.array([[1, 5, 1], [1, 1, 1]])
   labels = np.array([[3, 5, 4], [-100, -100, -100]])
   preds = np.array([[[3, 5, 2], [0, 0, 0]], [[3, 5, 4], [0, 0, 0]]])  # [M=2, B=2, L=3]
-  sc = analysis.segment_scores(preds, dict(inputs=inputs, labels=labels))
+  sc = measures.segment_scores(preds, dict(inputs=inputs, labels=labels))
   np.testing.assert_array_equal(sc['exact'][:, 0], [False, True])
   np.testing.assert_allclose(sc['token_acc'][:, 0], [2 / 3, 1.0])
   np.testing.assert_array_equal(sc['blank_correct'][:, 0], [1, 2])
@@ -59,16 +60,16 @@ def test_segment_scores_and_q_halting_rule():
   np.testing.assert_array_equal(sc['valid'], [True, False])
   q_halt, q_cont = np.array([-1.0, 0.5, 2.0]), np.array([-2.0, 1.0, 1.0])
   np.testing.assert_array_equal(
-    analysis.q_says_halt(q_halt, q_cont, 'q_continue'), [True, False, True]
+    measures.q_says_halt(q_halt, q_cont, 'q_continue'), [True, False, True]
   )
-  np.testing.assert_array_equal(analysis.q_says_halt(q_halt, q_cont, 'zero'), [False, True, True])
+  np.testing.assert_array_equal(measures.q_says_halt(q_halt, q_cont, 'zero'), [False, True, True])
 
 
 def test_scaling_table_matches_eval_and_prs_are_finite(tiny_run):
   cfg, workdir, metrics = tiny_run
   loaded = rollout.load(workdir, cfg)
   M = cfg.act.halt_max_steps
-  table = analysis.scaling(loaded, rollout.eval_batches(loaded), (1, 2, M, 2 * M))
+  table = measures.scaling(loaded, rollout.eval_batches(loaded), (1, 2, M, 2 * M))
   assert sorted(table) == [1, 2, M, 2 * M]
   for m, row in table.items():
     assert set(row) == {
@@ -85,16 +86,16 @@ def test_scaling_table_matches_eval_and_prs_are_finite(tiny_run):
   # Segment M of the rollout is the training loop's evaluation at M_max = M.
   for k in ('exact_accuracy', 'accuracy', 'blank_accuracy'):
     np.testing.assert_allclose(table[M][k], metrics[k], rtol=1e-5, atol=1e-6)
-  # ... and segment 2M is `--mode=eval --config.eval.halt_max_steps=2M` (train.run_eval).
+  # ... and segment 2M is `--mode=eval --config.eval.halt_max_steps=2M` (evaluate.run_eval).
   ecfg = loaded.cfg.copy_and_resolve_references()
   ecfg.eval.halt_max_steps = 2 * M
   mesh = sharding.Mesh()
-  eval_fn = train.make_eval_fn(ecfg, loaded.graphdef, mesh)
-  split = data_format.load_split(train.prepare_data(ecfg, workdir), 'test')
-  again = train.run_eval(ecfg, eval_fn, loaded.state, split, mesh)
+  eval_fn = evaluate.make_eval_fn(ecfg, loaded.graphdef, mesh)
+  split = data_format.load_split(tasks.prepare_data(ecfg, workdir), 'test')
+  again = evaluate.run_eval(ecfg, eval_fn, loaded.state, split, mesh)
   np.testing.assert_allclose(table[2 * M]['blank_accuracy'], again['blank_accuracy'], rtol=1e-5)
 
-  pr = analysis.participation_ratios(loaded, rollout.eval_batches(loaded, 16), M, (4, 16))
+  pr = measures.participation_ratios(loaded, rollout.eval_batches(loaded, 16), M, (4, 16))
   assert pr['num_samples'] == 16 * M and pr['curve_sizes'] == [4, 16]
   for v in (pr['pr_h'], pr['pr_l'], *pr['curve_h'], *pr['curve_l']):
     assert 1.0 <= v <= 16 * M

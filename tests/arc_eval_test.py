@@ -11,9 +11,9 @@ import pickle
 import numpy as np
 import pytest
 
-from hrm_jax import arc_eval
 from hrm_jax.data import grids
 from hrm_jax.data.format import DatasetError, Metadata
+from hrm_jax.evaluators import arc as arc_eval
 
 CANVAS = 10
 TIDS = (0, 1, 4, 6, 7)  # five variants per task; the first keeps the identity colour map
@@ -114,7 +114,7 @@ def _oracle(data):
 def _evaluate(data, predict, **kwargs):
   ev = arc_eval.ArcEvaluator(data.dir, **kwargs)
   ev.begin()
-  ev.update(*data.rows(predict))
+  ev.add_votes(*data.rows(predict))
   return ev
 
 
@@ -280,7 +280,7 @@ def test_padding_rows_are_ignored(data):
   )
   ev = arc_eval.ArcEvaluator(data.dir)
   ev.begin()
-  ev.update(*padded)
+  ev.add_votes(*padded)
   assert ev.result() == _evaluate(data, _oracle(data)).result()
 
 
@@ -316,7 +316,7 @@ def test_out_of_range_prediction_tokens_do_not_raise(data):
   preds = preds.astype(np.int32)
   preds[:, 0] = 99
   ev = arc_eval.ArcEvaluator(data.dir)
-  ev.update(inputs, preds, q, ids)
+  ev.add_votes(inputs, preds, q, ids)
   assert ev.result()['arc/pass@1000_all'] == 0.0
 
 
@@ -329,11 +329,11 @@ def test_aggregate_controls_votes_across_rounds(data):
   for aggregate, expect_pass1, expect_pass2 in ((False, 0.0, 0.0), (True, 1.0, 1.0)):
     ev = arc_eval.ArcEvaluator(data.dir, aggregate=aggregate)
     ev.begin()
-    ev.update(*data.rows(right))
-    ev.update(*data.rows(right))
+    ev.add_votes(*data.rows(right))
+    ev.add_votes(*data.rows(right))
     assert ev.result()['arc/pass@1_all'] == 1.0
     ev.begin()
-    ev.update(*data.rows(wrong))
+    ev.add_votes(*data.rows(wrong))
     r = ev.result()
     # Pooled: 10 right votes beat 5 wrong ones; per round only the wrong ones exist.
     assert r['arc/pass@1_all'] == expect_pass1 and r['arc/pass@2_all'] == expect_pass2
@@ -349,12 +349,12 @@ def test_state_merge_equals_single_evaluator(data):
 
   rows = data.rows(predict)
   single = arc_eval.ArcEvaluator(data.dir)
-  single.update(*rows)
+  single.add_votes(*rows)
   n = len(rows[0])
   hosts = [arc_eval.ArcEvaluator(data.dir) for _ in range(3)]
   for i, host in enumerate(hosts):
     sl = slice(i * n // 3, (i + 1) * n // 3)
-    host.update(*(a[sl] for a in rows))
+    host.add_votes(*(a[sl] for a in rows))
   states = [pickle.loads(pickle.dumps(h.state())) for h in hosts]
   hosts[0].merge(states)  # own state included: skipped, not counted twice
   hosts[0].merge(states[1:])  # merging again replaces, does not add
@@ -392,16 +392,16 @@ def test_input_matching_no_test_input_names_the_variant(data):
   ids[0] = data.variants['bbb'][2][0]  # aaa's input under a bbb variant id
   ev = arc_eval.ArcEvaluator(data.dir)
   with pytest.raises(ValueError, match=r'bbb\|\|\|t4'):
-    ev.update(inputs, preds, q, ids)
+    ev.add_votes(inputs, preds, q, ids)
 
 
 def test_bad_shapes_raise(data):
   inputs, preds, q, ids = data.rows(_oracle(data))
   ev = arc_eval.ArcEvaluator(data.dir)
   with pytest.raises(ValueError, match='expected inputs'):
-    ev.update(inputs[:, :50], preds[:, :50], q, ids)
+    ev.add_votes(inputs[:, :50], preds[:, :50], q, ids)
   with pytest.raises(ValueError, match='expected inputs'):
-    ev.update(inputs, preds, q[:-1], ids)
+    ev.add_votes(inputs, preds, q[:-1], ids)
 
 
 @pytest.mark.parametrize(

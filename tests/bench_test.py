@@ -65,7 +65,7 @@ def test_timing_lines_for_a_tiny_model():
 
 
 def test_jaxpr_flops_counts_matmuls_through_scans_and_gradients():
-  from hrm_jax import bench
+  from hrm_jax.tools import bench
 
   def f(w, x):  # 3 steps of x @ w: [8, 16] @ [16, 16]
     return jax.lax.scan(lambda h, _: (jnp.tanh(h @ w), None), x, None, length=3)[0].sum()

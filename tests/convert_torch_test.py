@@ -16,9 +16,9 @@ import numpy as np
 import pytest
 
 from hrm_jax import config as config_lib
-from hrm_jax import convert_torch as ct
-from hrm_jax import train
+from hrm_jax import evaluate
 from hrm_jax import train_step as ts
+from hrm_jax.tools import convert_torch as ct
 from tests import helpers
 
 PRESETS = {'hrm': 'cpu', 'trm_att': 'trm_cpu', 'trm_mlp': 'trm_mlp'}
@@ -209,12 +209,12 @@ def test_pt_file_converts_through_the_cli_and_evaluates(tmp_path, capsys):
   assert r.returncode == 0, r.stderr
   assert 'step=7 vocab=11 seq_len=81 puzzle_ids=1' in r.stdout
 
-  _, _, state, step, meta = train.load_trained(cfg, workdir)
+  _, _, state, step, meta = evaluate.load_trained(cfg, workdir)
   assert step == 7 and (meta.vocab_size, meta.seq_len, meta.num_puzzle_identifiers) == (11, 81, 1)
   chex.assert_trees_all_equal(jax.device_get(state.params), params)
   chex.assert_trees_all_equal(jax.device_get(state.buffers), buffers)
 
-  metrics = train.evaluate_checkpoint(cfg, workdir)
+  metrics = evaluate.evaluate_checkpoint(cfg, workdir)
   assert metrics['count'] == cfg.data.num_test
   assert 0.0 <= metrics['accuracy'] <= 1.0
   assert 'eval step=7 exact_accuracy=' in capsys.readouterr().out

@@ -130,10 +130,11 @@ def trained_params(workdir: str):
   device, restored with the config the run saved."""
   import jax
 
-  from hrm_jax import train
+  from hrm_jax import evaluate
   from hrm_jax import train_step as ts
+  from hrm_jax import workdir as workdir_lib
 
-  _, _, state, _, _ = train.load_trained(train.saved_config(workdir), workdir)
+  _, _, state, _, _ = evaluate.load_trained(workdir_lib.saved_config(workdir), workdir)
   return jax.device_get((state.params, state.puzzle_emb, ts.eval_params(state)))
 
 

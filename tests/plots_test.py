@@ -5,7 +5,8 @@ import json
 import numpy as np
 import pytest
 
-from hrm_jax import plots
+from hrm_jax import tasks
+from hrm_jax.analysis import plots
 from hrm_jax.data import grids, maze_gen
 
 PNG_SIGNATURE = b'\x89PNG\r\n\x1a\n'
@@ -46,20 +47,20 @@ def test_task_pictures(tmp_path):
   labels = rng.integers(2, 11, 81)
   inputs = np.where(rng.random(81) < 0.5, labels, 1)
   preds = np.stack([np.where(rng.random(81) < p, labels, 2) for p in (0.3, 0.6, 0.9)])
-  _check_png(plots.predictions(str(tmp_path / 'sudoku.png'), 'sudoku', inputs, labels, preds))
+  _check_png(tasks.get('sudoku').draw(str(tmp_path / 'sudoku.png'), inputs, labels, preds))
 
   q = np.array(list('#####' + '#S  #' + '# # #' + '#  G#' + '#####'))
   a = q.copy()
   a[[11, 12, 13, 18]] = 'o'
   tok = lambda s: maze_gen.CODE_TO_TOKEN[np.frombuffer(''.join(s).encode(), np.uint8)]  # noqa: E731
-  _check_png(plots.predictions(str(tmp_path / 'maze.png'), 'maze', tok(q), tok(a), tok(q)[None]))
+  _check_png(tasks.get('maze').draw(str(tmp_path / 'maze.png'), tok(q), tok(a), tok(q)[None]))
 
   grid_in, grid_out = rng.integers(0, 10, (3, 4)), rng.integers(0, 10, (4, 4))
   x, y = grids.encode_grid(grid_in, canvas=10), grids.encode_grid(grid_out, canvas=10)
-  path = plots.predictions(str(tmp_path / 'arc.png'), 'arc', x, y, np.stack([x, y]))
+  path = tasks.get('arc').draw(str(tmp_path / 'arc.png'), x, y, np.stack([x, y]))
   _check_png(path)
-  with pytest.raises(ValueError, match='no picture'):
-    plots.predictions(str(tmp_path / 'x.png'), 'chess', x, y, y[None])
+  with pytest.raises(ValueError, match="unknown task 'chess'"):
+    tasks.get('chess')
 
 
 def test_training_curves(tmp_path):

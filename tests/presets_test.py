@@ -10,9 +10,9 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from hrm_jax import bench
 from hrm_jax import config as config_lib
 from hrm_jax import train_step as ts
+from hrm_jax.tools import bench
 from tests import helpers
 
 PRESETS = helpers.preset_names('experiments/sudoku.py')

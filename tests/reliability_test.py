@@ -12,7 +12,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from hrm_jax import checkpoint, metric_log, train
+from hrm_jax import checkpoint, evaluate, metric_log, train
 from hrm_jax import config as config_lib
 from hrm_jax import train_step as ts
 from tests import helpers
@@ -79,7 +79,7 @@ def test_damaged_latest_checkpoint_falls_back_to_the_previous(tiny_run, tmp_path
       if '/d' in d and not f.endswith('.json'):  # the array chunks
         with open(os.path.join(d, f), 'r+b') as fh:
           fh.truncate(16)
-  _, _, state, step, _ = train.load_trained(cfg, workdir)
+  _, _, state, step, _ = evaluate.load_trained(cfg, workdir)
   assert step == 20 and int(state.step) == 20
   assert f'checkpoint {workdir}/checkpoints/40 is damaged' in capsys.readouterr().err
 
@@ -89,7 +89,7 @@ def test_checkpoint_of_another_model_is_refused_with_the_differences(tiny_run):
   other = cfg.copy_and_resolve_references()
   other.model.hidden_size = 48
   with pytest.raises(checkpoint.CheckpointMismatch) as e:
-    train.load_trained(other, workdir)
+    evaluate.load_trained(other, workdir)
   message = str(e.value)
   assert 'does not fit the model of this config' in message
   assert re.search(r'shape state/params/\S+: checkpoint \(\d+, 32\), model \(\d+, 48\)', message)

@@ -9,8 +9,9 @@ import os
 
 import numpy as np
 
-from hrm_jax import evaluators, train
+from hrm_jax import train
 from hrm_jax.data import maze_gen
+from hrm_jax.evaluators.maze import MazeEvaluator
 from tests import helpers
 
 
@@ -28,7 +29,7 @@ def test_maze_evaluator_scores_valid_optimal_paths_and_skips_padding():
   labels[-2:] = -100  # the eval loader's padding rows
   preds = a.astype(np.int32).copy()
   preds[1] = q[1]  # no path: not valid
-  ev = evaluators.MazeEvaluator()
+  ev = MazeEvaluator()
   ev.begin()
   ev.update({'inputs': q, 'labels': labels}, preds, np.zeros(6))
   assert ev.result() == {'valid_optimal': 3 / 4, 'valid_optimal_count': 4}

@@ -6,7 +6,7 @@ import chex
 import jax
 import numpy as np
 
-from hrm_jax import checkpoint, train
+from hrm_jax import checkpoint, evaluate, train
 from hrm_jax import train_step as ts
 from hrm_jax.data import format as data_format
 from tests import helpers
@@ -75,7 +75,7 @@ def test_checkpoint_restores_and_eval_mode_reproduces(tiny_run, capsys):
   cfg, workdir, metrics = tiny_run
   mngr = checkpoint.manager(workdir, read_only=True)
   assert mngr.latest_step() == cfg.train.steps
-  again = train.evaluate_checkpoint(cfg, workdir)
+  again = evaluate.evaluate_checkpoint(cfg, workdir)
   for k in ('exact_accuracy', 'accuracy', 'blank_accuracy', 'lm_loss'):
     np.testing.assert_allclose(again[k], metrics[k], rtol=1e-5)
   out = capsys.readouterr().out
@@ -111,6 +111,6 @@ def test_eval_with_raised_M_max_on_another_folder(tiny_run):
   cfg = cfg.copy_and_resolve_references()
   cfg.eval.halt_max_steps = 2 * cfg.act.halt_max_steps
   data_dir = os.path.join(workdir, 'data', os.listdir(os.path.join(workdir, 'data'))[0])
-  metrics = train.evaluate_checkpoint(cfg, workdir, eval_data=data_dir)
+  metrics = evaluate.evaluate_checkpoint(cfg, workdir, eval_data=data_dir)
   assert metrics['steps'] == 2 * 4
   assert metrics['count'] == cfg.data.num_test

@@ -6,7 +6,7 @@ import jax
 import numpy as np
 import pytest
 
-from hrm_jax import checkpoint, sharding, train
+from hrm_jax import checkpoint, evaluate, sharding, tasks, train
 from hrm_jax import config as config_lib
 from hrm_jax import train_step as ts
 from hrm_jax.data import format as data_format
@@ -47,20 +47,20 @@ def test_eval_and_checkpoint_use_the_ema_weights(trm_run):
     jax.tree.leaves(state.ema_params)[0], jax.tree.leaves(state.params)[0], atol=1e-6
   )
   mesh = sharding.Mesh()
-  eval_fn = train.make_eval_fn(rcfg, graphdef, mesh)
-  data_dir = train.prepare_data(cfg, workdir)
+  eval_fn = evaluate.make_eval_fn(rcfg, graphdef, mesh)
+  data_dir = tasks.prepare_data(cfg, workdir)
   test_split = data_format.load_split(data_dir, 'test')
 
-  def evaluate(params):  # the given weights, with nothing else to pick from
-    return train.run_eval(
+  def eval_with(params):  # the given weights, with nothing else to pick from
+    return evaluate.run_eval(
       rcfg, eval_fn, state.replace(params=params, ema_params=None), test_split, mesh
     )
 
-  with_ema = evaluate(state.ema_params)
+  with_ema = eval_with(state.ema_params)
   np.testing.assert_allclose(with_ema['lm_loss'], metrics['lm_loss'], rtol=1e-5)
-  assert evaluate(state.params)['lm_loss'] != pytest.approx(metrics['lm_loss'], rel=1e-5)
+  assert eval_with(state.params)['lm_loss'] != pytest.approx(metrics['lm_loss'], rel=1e-5)
   # run_eval on the whole state picks the average by itself.
-  picked = train.run_eval(rcfg, eval_fn, state, test_split, mesh)
+  picked = evaluate.run_eval(rcfg, eval_fn, state, test_split, mesh)
   np.testing.assert_allclose(picked['lm_loss'], metrics['lm_loss'], rtol=1e-5)
-  again = train.evaluate_checkpoint(cfg, workdir)  # --mode=eval reads the same weights
+  again = evaluate.evaluate_checkpoint(cfg, workdir)  # --mode=eval reads the same weights
   np.testing.assert_allclose(again['lm_loss'], metrics['lm_loss'], rtol=1e-5)

@@ -21,6 +21,7 @@ passes them to `embed`, so their gradient comes out as one row per example.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from typing import Any, Optional
 
@@ -32,23 +33,103 @@ from hrm_jax.models import layers, recurrence
 
 POS_ENCODINGS = ('rope', 'learned', 'none')
 ARCHS = ('hrm', 'trm', 'trm_single_z', 'transformer')
-
-
 DTYPES = {'float32': jnp.float32, 'bfloat16': jnp.bfloat16, 'float16': jnp.float16}
 
 
-def compute_dtype(name: str):
-  """Maps a config string ('float32', 'bfloat16', 'float16') to a JAX dtype."""
-  if name not in DTYPES:
-    raise ValueError(f'model.compute_dtype must be one of {sorted(DTYPES)}, got {name!r}')
-  return DTYPES[name]
+@dataclasses.dataclass(frozen=True)
+class ModelConfig:
+  """The `model` config group as a frozen, validated value (hashable: the graphdef holding it
+  can be a static jit argument). Build it with `from_config(cfg.model)`; the defaults are the
+  HRM paper's (spec §2.1). Field meanings: `hrm_jax/config.py` `base_config`."""
+
+  arch: str = 'hrm'
+  hidden_size: int = 512
+  num_heads: int = 8
+  expansion: float = 4.0
+  H_layers: int = 4
+  L_layers: int = 4
+  H_cycles: int = 2
+  L_cycles: int = 2
+  pos_encodings: str = 'rope'
+  rope_theta: float = 10000.0
+  rms_norm_eps: float = 1e-5
+  puzzle_emb_ndim: int = 512
+  puzzle_emb_len: int = 0
+  compute_dtype: str = 'bfloat16'
+  gradient: str = 'one_step'
+  token_mixer: str = 'attention'
+  remat: str = 'dots'
+
+  @classmethod
+  def from_config(cls, model_cfg: Any) -> 'ModelConfig':
+    """From a ConfigDict/dict/ModelConfig of the model group; ValueError('model.<field>: ...')
+    for an unknown field or an impossible value."""
+    if isinstance(model_cfg, cls):
+      return model_cfg
+    values = dict(model_cfg.items())
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(values) - names)
+    if unknown:
+      raise ValueError(f'model.{unknown[0]}: unknown field; the model fields are {sorted(names)}')
+    return cls(**values)
+
+  def __post_init__(self):
+    def check(cond: bool, field: str, msg: str):
+      if not cond:
+        raise ValueError(f'model.{field}: {msg}')
+
+    check(self.arch in ARCHS, 'arch', f'must be one of {ARCHS}, got {self.arch!r}')
+    for f in ('hidden_size', 'num_heads', 'H_cycles', 'L_cycles'):
+      check(getattr(self, f) >= 1, f, f'must be >= 1, got {getattr(self, f)}')
+    if has_f_L(self):
+      check(self.L_layers >= 1, 'L_layers', f'must be >= 1, got {self.L_layers}')
+    if has_separate_f_H(self):
+      check(self.H_layers >= 1, 'H_layers', f'must be >= 1, got {self.H_layers}')
+    check(
+      self.token_mixer in layers.TOKEN_MIXERS,
+      'token_mixer',
+      f'must be one of {layers.TOKEN_MIXERS}, got {self.token_mixer!r}',
+    )
+    # head_dim = hidden // num_heads need not divide evenly: the reference's 12-head baseline
+    # has head_dim 42 and an o_proj from 504 to 512 (spec §4.7).
+    check(
+      self.num_heads <= self.hidden_size, 'num_heads', f'must be <= hidden_size {self.hidden_size}'
+    )
+    check(
+      (self.hidden_size // self.num_heads) % 2 == 0 or self.pos_encodings != 'rope',
+      'num_heads',
+      'RoPE needs an even head dimension',
+    )
+    check(
+      self.pos_encodings in POS_ENCODINGS,
+      'pos_encodings',
+      f'must be one of {POS_ENCODINGS}, got {self.pos_encodings!r}',
+    )
+    check(self.remat in layers.REMAT, 'remat', f'must be one of {layers.REMAT}, got {self.remat!r}')
+    check(
+      self.gradient in recurrence.GRADIENT_MODES,
+      'gradient',
+      f'must be one of {recurrence.GRADIENT_MODES}, got {self.gradient!r}',
+    )
+    check(self.puzzle_emb_ndim >= 0, 'puzzle_emb_ndim', 'must be >= 0')
+    check(self.puzzle_emb_len >= 0, 'puzzle_emb_len', 'must be >= 0')
+    check(
+      self.compute_dtype in DTYPES,
+      'compute_dtype',
+      f'must be one of {sorted(DTYPES)}, got {self.compute_dtype!r}',
+    )
+
+  @property
+  def dtype(self):
+    """The compute dtype as a JAX dtype."""
+    return DTYPES[self.compute_dtype]
 
 
 def puzzle_prefix_len(cfg: Any) -> int:
   """Number of puzzle-embedding prefix positions P (§1.9): HRM ceil(ndim/hidden), TRM fixed."""
   if cfg.puzzle_emb_ndim <= 0:
     return 0
-  if cfg.get('puzzle_emb_len', 0):
+  if cfg.puzzle_emb_len:
     return int(cfg.puzzle_emb_len)
   return -(cfg.puzzle_emb_ndim // -cfg.hidden_size)
 
@@ -71,15 +152,10 @@ class ReasoningModel(nnx.Module):
   H_level / L_level are None where the arch has no such network.
   """
 
-  def __init__(self, cfg: Any, vocab_size: int, seq_len: int, *, rngs: nnx.Rngs):
+  def __init__(self, cfg: ModelConfig, vocab_size: int, seq_len: int, *, rngs: nnx.Rngs):
+    cfg = ModelConfig.from_config(cfg)
     D = cfg.hidden_size
-    dtype = compute_dtype(cfg.compute_dtype)
-    if cfg.arch not in ARCHS:
-      raise ValueError(f'model.arch must be one of {ARCHS}, got {cfg.arch!r}')
-    if cfg.pos_encodings not in POS_ENCODINGS:
-      raise ValueError(
-        f'model.pos_encodings must be one of {POS_ENCODINGS}, got {cfg.pos_encodings!r}'
-      )
+    dtype = cfg.dtype
     self.cfg = cfg
     self.dtype = dtype
     self.prefix_len = puzzle_prefix_len(cfg)
@@ -111,7 +187,7 @@ class ReasoningModel(nnx.Module):
       rngs=rngs,
       token_mixer=cfg.token_mixer,
       seq_len=self.total_len,
-      remat=cfg.get('remat', 'none'),
+      remat=cfg.remat,
     )
     self.H_level = module(cfg.H_layers) if has_separate_f_H(cfg) else None
     self.L_level = module(cfg.L_layers) if has_f_L(cfg) else None
@@ -166,20 +242,40 @@ class ReasoningModel(nnx.Module):
       jnp.broadcast_to(self.L_init[...].astype(self.dtype), shape),
     )
 
-  def segment(self, z_H: jax.Array, z_L: jax.Array, x: jax.Array) -> tuple[jax.Array, jax.Array]:
+  def cells(self, x: jax.Array) -> tuple[recurrence.Step, recurrence.Step]:
+    """(low, high): the state updates (z_H, z_L) -> (z_H, z_L) a segment of `cfg.arch`
+    schedules, with input embedding x [B, S, D] (`recurrence.hrm_cells`, `single_z_cells`;
+    the transformer's `high` is its one pass over z_H + x, and it has no `low`)."""
+    if self.cfg.arch == 'transformer':
+      return None, lambda s: (self.f_H(s[0], x), s[1])
+    if self.cfg.arch == 'trm_single_z':
+      return recurrence.single_z_cells(self.f_L, x)
+    return recurrence.hrm_cells(self.f_L, self.f_H, x)
+
+  def segment(
+    self,
+    z_H: jax.Array,
+    z_L: jax.Array,
+    x: jax.Array,
+    record: Optional[recurrence.Record] = None,
+  ):
     """One ACT segment of `cfg.arch` from detached states: (z_H, z_L) -> (z_H, z_L), [B, S, D].
 
-    The output heads read the returned z_H (TRM's y; single-z's z).
+    The output heads read the returned z_H (TRM's y; single-z's z). With `record`
+    (`recurrence.schedule`), returns ((z_H, z_L), per-step records [K, ...]) with
+    K = N·(T + 1) steps, or K = 1 for the transformer.
     """
     c = self.cfg
     if c.arch == 'transformer':
       # One pass per segment, all of it differentiated; z_L is carried along unused.
-      return self.f_H(z_H, x), z_L
-    if c.arch == 'trm_single_z':
-      return recurrence.single_z_segment(self.f_L, z_L, x, c.H_cycles, c.L_cycles, c.gradient)
-    return recurrence.hrm_segment(
-      self.f_L, self.f_H, z_H, z_L, x, c.H_cycles, c.L_cycles, c.gradient
-    )
+      new = self.cells(x)[1]((z_H, z_L))
+      if record is None:
+        return new
+      return new, jax.tree.map(lambda r: r[None], record((z_H, z_L), new))
+    N, T = c.H_cycles, c.L_cycles
+    if c.arch == 'trm_single_z':  # one carried state: z is the carried z_L
+      return recurrence.single_z_segment(self.f_L, z_L, x, N, T, c.gradient, record)
+    return recurrence.hrm_segment(self.f_L, self.f_H, z_H, z_L, x, N, T, c.gradient, record)
 
   def heads(self, z_H: jax.Array) -> tuple[jax.Array, jax.Array, jax.Array]:
     """Output heads (§1.10): logits [B, L, V] fp32 (prefix dropped), q_halt [B], q_continue [B]."""

@@ -18,57 +18,131 @@ does not grow with the number of no-gradient cycles.
 
 from __future__ import annotations
 
-from typing import Callable, Optional
+from typing import Any, Callable, Optional
 
 import jax
+import jax.numpy as jnp
 
 Cell = Callable[[jax.Array, Optional[jax.Array]], jax.Array]  # (state, injection or None)
 State = tuple[jax.Array, jax.Array]  # (z_H, z_L), each [B, S, D]
+Step = Callable[[State], State]
+# record(state before, state after) -> a pytree of arrays, computed after every step.
+Record = Callable[[State, State], Any]
 
 GRADIENT_MODES = ('one_step', 'last_cycle', 'full')
 
 
-def scan_steps(step: Callable[[State], State], state: State, length: int) -> State:
-  """Applies `step` `length` times (a static int, may be 0) under `jax.lax.scan`."""
+def _stack(*parts):
+  """Concatenates per-step record pytrees along their leading (step) axis; Nones are skipped."""
+  parts = [p for p in parts if p is not None]
+  if not parts:
+    return None
+  return jax.tree.map(lambda *xs: jnp.concatenate(xs), *parts)
+
+
+def _recorded(step: Step, record: Optional[Record]) -> Callable[[State], tuple[State, Any]]:
+  """`step` returning (new state, record of this step with a leading axis of 1, or None)."""
+
+  def run(s: State) -> tuple[State, Any]:
+    new = step(s)
+    if record is None:
+      return new, None
+    return new, jax.tree.map(lambda r: r[None], record(s, new))
+
+  return run
+
+
+def scan_steps(
+  step: Callable[[State], tuple[State, Any]], state: State, length: int
+) -> tuple[State, Any]:
+  """Applies a recorded `step` `length` times (a static int, may be 0) under `jax.lax.scan`.
+
+  Returns (state, records with a leading axis of `length` steps, or None).
+  """
   if length <= 0:
-    return state
-  state, _ = jax.lax.scan(lambda s, _: (step(s), None), state, None, length=length)
-  return state
+    return state, None
+  state, ys = jax.lax.scan(lambda s, _: step(s), state, None, length=length)
+  if ys is None:
+    return state, None
+  return state, jax.tree.map(lambda y: y.reshape((-1, *y.shape[2:])), ys)
 
 
-def no_grad_steps(step: Callable[[State], State], state: State, length: int) -> State:
+def no_grad_steps(
+  step: Callable[[State], tuple[State, Any]], state: State, length: int
+) -> tuple[State, Any]:
   """`scan_steps` whose result carries no gradient to anything used inside it."""
   return jax.lax.stop_gradient(scan_steps(step, state, length))
 
 
 def schedule(
-  low: Callable[[State], State],
-  high: Callable[[State], State],
+  low: Step,
+  high: Step,
   state: State,
   N: int,
   T: int,
   gradient: str,
-) -> State:
+  record: Optional[Record] = None,
+):
   """N cycles of (T × `low`, then `high`) on `state`; `gradient` picks what is differentiated.
 
   See the module docstring for the gradient modes. N, T are static ints ≥ 1.
+  Returns the final state or, with `record`, (final state, records): `record(before, after)`
+  of every one of the K = N·(T + 1) steps in order, stacked on a leading axis of K. Recording
+  adds scan outputs only: the steps and their order are the same as without it, so analysis
+  reads the states of the computation that is trained and evaluated.
   """
   if N < 1 or T < 1:
     raise ValueError(f'H_cycles and L_cycles must be >= 1, got N={N}, T={T}')
   if gradient not in GRADIENT_MODES:
     raise ValueError(f'gradient must be one of {GRADIENT_MODES}, got {gradient!r}')
+  low_r, high_r = _recorded(low, record), _recorded(high, record)
 
-  def cycle(s: State) -> State:
-    return high(scan_steps(low, s, T))
+  def cycle(s: State) -> tuple[State, Any]:
+    s, lows = scan_steps(low_r, s, T)
+    s, highs = high_r(s)
+    return s, _stack(lows, highs)
 
   if gradient == 'full':
-    return scan_steps(cycle, state, N)
-  s = no_grad_steps(cycle, state, N - 1)
-  if gradient == 'last_cycle':
-    return cycle(jax.lax.stop_gradient(s))
-  s = no_grad_steps(low, s, T - 1)
-  # Only now do evaluations record gradient: the states entering them are constants.
-  return high(low(jax.lax.stop_gradient(s)))
+    s, records = scan_steps(cycle, state, N)
+  else:
+    s, early = no_grad_steps(cycle, state, N - 1)
+    if gradient == 'last_cycle':
+      s, last = cycle(jax.lax.stop_gradient(s))
+      records = _stack(early, last)
+    else:
+      s, lows = no_grad_steps(low_r, s, T - 1)
+      # Only now do evaluations record gradient: the states entering them are constants.
+      s, low_last = low_r(jax.lax.stop_gradient(s))
+      s, high_last = high_r(s)
+      records = _stack(early, lows, low_last, high_last)
+  return s if record is None else (s, records)
+
+
+def hrm_cells(f_L: Cell, f_H: Cell, x: jax.Array) -> tuple[Step, Step]:
+  """(low, high) state updates of HRM/TRM: z_L ← f_L(z_L, z_H + x); z_H ← f_H(z_H, z_L)."""
+
+  def low(s: State) -> State:
+    z_H, z_L = s
+    return z_H, f_L(z_L, z_H + x)
+
+  def high(s: State) -> State:
+    z_H, z_L = s
+    return f_H(z_H, z_L), z_L
+
+  return low, high
+
+
+def single_z_cells(f: Cell, x: jax.Array) -> tuple[Step, Step]:
+  """(low, high) of the single-z ablation on (z, z): z ← f(z, x); z ← f(z, no injection)."""
+
+  def low(s: State) -> State:
+    return s[0], f(s[1], x)
+
+  def high(s: State) -> State:
+    z = f(s[1], None)
+    return z, z
+
+  return low, high
 
 
 def hrm_segment(
@@ -80,7 +154,8 @@ def hrm_segment(
   N: int,
   T: int,
   gradient: str = 'one_step',
-) -> State:
+  record: Optional[Record] = None,
+):
   """One HRM/TRM segment: N cycles, each T low-level steps then one high-level step.
 
   For h in 0..N-1: T times z_L ← f_L(z_L, z_H + x); then z_H ← f_H(z_H, z_L) (spec §2.2).
@@ -92,35 +167,26 @@ def hrm_segment(
     x: input embedding [B, S, D]; it receives gradient only through low steps that do.
     N, T: static cycle counts, both ≥ 1.
     gradient: 'one_step' (HRM), 'last_cycle' (TRM) or 'full' (see the module docstring).
+    record: optional per-step record (see `schedule`).
   Returns:
-    (z_H, z_L) after the segment, each [B, S, D].
+    (z_H, z_L) after the segment, each [B, S, D]; with `record`, ((z_H, z_L), records [K, ...]).
   """
-
-  def low(s: State) -> State:
-    z_H, z_L = s
-    return z_H, f_L(z_L, z_H + x)
-
-  def high(s: State) -> State:
-    z_H, z_L = s
-    return f_H(z_H, z_L), z_L
-
-  return schedule(low, high, (z_H, z_L), N, T, gradient)
+  return schedule(*hrm_cells(f_L, f_H, x), (z_H, z_L), N, T, gradient, record)
 
 
 def single_z_segment(
-  f: Cell, z: jax.Array, x: jax.Array, N: int, T: int, gradient: str = 'last_cycle'
-) -> State:
+  f: Cell,
+  z: jax.Array,
+  x: jax.Array,
+  N: int,
+  T: int,
+  gradient: str = 'last_cycle',
+  record: Optional[Record] = None,
+):
   """TRM "single z" ablation (§4.7, TRM Table 2): one carried state, no separate answer y.
 
   For each of N cycles: T times z ← f(z, x); then z ← f(z, no injection). Returns (z, z), so
-  the caller reads its output from the first element like any other segment.
+  the caller reads its output from the first element like any other segment (with `record`,
+  as `hrm_segment`).
   """
-
-  def low(s: State) -> State:
-    return s[0], f(s[1], x)
-
-  def high(s: State) -> State:
-    z = f(s[1], None)
-    return z, z
-
-  return schedule(low, high, (z, z), N, T, gradient)
+  return schedule(*single_z_cells(f, x), (z, z), N, T, gradient, record)

@@ -31,13 +31,19 @@ import tempfile
 import time
 
 import numpy as np
-from absl import app, flags
+from absl import flags
 
-_KILLS = flags.DEFINE_integer('kills', 10, 'SIGKILLs to deliver.')
-_SEED = flags.DEFINE_integer('seed', 0, 'Seed of the kill schedule.')
-_WORKDIR = flags.DEFINE_string('workdir', None, 'Where the two runs go (default: a temp dir).')
-_STEPS = flags.DEFINE_integer('steps', 400, 'Training steps of the tiny run.')
-_TIMEOUT = flags.DEFINE_integer('timeout', 900, 'Seconds before the whole drill gives up.')
+FLAGS = flags.FLAGS
+
+
+def define_flags() -> None:
+  """The command's flags (defined only when it runs, see `hrm_jax.cli`)."""
+  flags.DEFINE_integer('kills', 10, 'SIGKILLs to deliver.')
+  flags.DEFINE_integer('seed', 0, 'Seed of the kill schedule.')
+  flags.DEFINE_string('workdir', None, 'Where the two runs go (default: a temp dir).')
+  flags.DEFINE_integer('steps', 400, 'Training steps of the tiny run.')
+  flags.DEFINE_integer('timeout', 900, 'Seconds before the whole drill gives up.')
+
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 TIMING_KEYS = ('steps_per_s',)
@@ -114,16 +120,17 @@ def final_state(workdir: str):
   """(step, numpy leaves of the TrainState) of the latest checkpoint in `workdir`."""
   import jax
 
-  from hrm_jax import train
+  from hrm_jax import evaluate
+  from hrm_jax import workdir as workdir_lib
 
-  _, _, state, step, _ = train.load_trained(train.saved_config(workdir), workdir)
+  _, _, state, step, _ = evaluate.load_trained(workdir_lib.saved_config(workdir), workdir)
   return step, jax.tree.leaves(jax.device_get(state))
 
 
 def main(argv):
   del argv
-  rng = random.Random(_SEED.value)
-  root = _WORKDIR.value or tempfile.mkdtemp(prefix='fault_injection-')
+  rng = random.Random(FLAGS.seed)
+  root = FLAGS.workdir or tempfile.mkdtemp(prefix='fault_injection-')
   os.makedirs(root, exist_ok=True)
   clean, faulty = os.path.join(root, 'clean'), os.path.join(root, 'faulty')
   for d in (clean, faulty):
@@ -131,8 +138,8 @@ def main(argv):
   for f in ('clean.log', 'faulty.log'):
     if os.path.exists(os.path.join(root, f)):
       os.remove(os.path.join(root, f))
-  deadline = time.time() + _TIMEOUT.value
-  steps = _STEPS.value
+  deadline = time.time() + FLAGS.timeout
+  steps = FLAGS.steps
 
   # The uninterrupted run, also timing the stepping phase to place the kills.
   log = os.path.join(root, 'clean.log')
@@ -158,7 +165,7 @@ def main(argv):
       resumed = int(m.group(1)) if m else 0
       resumes += bool(m)
       lost += max(0, last_committed - resumed)
-    if kills == _KILLS.value or not started:
+    if kills == FLAGS.kills or not started:
       break
     if kills % 2:  # aim at a checkpoint write: kill while orbax's temporary dir exists
       while proc.poll() is None and not _saving(faulty) and time.time() < deadline:
@@ -189,9 +196,15 @@ def main(argv):
   print(f'metrics_identical: {str(metrics_identical).lower()}')
   print(f'steps_lost_beyond_checkpoint: {lost}')
   print(f'workdir: {root}')
-  ok = params_identical and metrics_identical and lost == 0 and kills == _KILLS.value
+  ok = params_identical and metrics_identical and lost == 0 and kills == FLAGS.kills
   sys.exit(0 if ok else 1)
 
 
+def cli() -> None:
+  from hrm_jax import cli as cli_lib
+
+  cli_lib.run(main, define_flags)
+
+
 if __name__ == '__main__':
-  app.run(main)
+  cli()

@@ -36,13 +36,12 @@ import importlib
 import math
 import os
 import resource
-import sys
 import time
 from typing import Any
 
 import numpy as np
 
-from hrm_jax.data import tasks
+from hrm_jax import tasks
 from hrm_jax.tools import torch_parity
 
 LOSS_FUNCTIONS = {'stablemax': 'stablemax_cross_entropy', 'softmax': 'softmax_cross_entropy'}
@@ -98,10 +97,7 @@ def build(cfg, repo: str, model_name: str, batch_size: int) -> dict[str, Any]:
   # import_reference put `repo` on sys.path: the rest of the reference's modules import from it.
   losses = importlib.import_module('models.losses')
   sparse_embedding = importlib.import_module('models.sparse_embedding')
-  try:
-    vocab, seq_len, num_ids = tasks.task_shapes(cfg.data)
-  except ValueError as e:
-    raise torch_parity.ParityError(str(e)) from None
+  vocab, seq_len, num_ids = tasks.shapes(cfg.data)
   arch = torch_parity.reference_config(cfg, model_name, batch_size, vocab, seq_len, num_ids)
   model = cls(arch)
   head = losses.ACTLossHead(model, loss_type=LOSS_FUNCTIONS[cfg.loss.type])
@@ -216,7 +212,8 @@ def _current_rss_mb() -> float:
     return float('nan')
 
 
-def _define_flags():
+def define_flags() -> None:
+  """The command's flags (defined only when it runs, see `hrm_jax.cli`)."""
   from absl import flags
   from ml_collections import config_flags
 
@@ -237,17 +234,16 @@ def main(argv):
   from absl import flags
 
   f = flags.FLAGS
-  try:
-    result = run(f.config, f.repo, f.model, f)
-  except torch_parity.ParityError as e:
-    print(f'error: {e}', file=sys.stderr)
-    sys.exit(2)
+  result = run(f.config, f.repo, f.model, f)
   for k, v in result.items():
     print(f'{k}: {v}')
 
 
-if __name__ == '__main__':
-  from absl import app
+def cli() -> None:
+  from hrm_jax import cli as cli_lib
 
-  _define_flags()
-  app.run(main)
+  cli_lib.run(main, define_flags, errors=(torch_parity.ParityError,))
+
+
+if __name__ == '__main__':
+  cli()

@@ -37,8 +37,8 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from hrm_jax import convert_torch
 from hrm_jax import train_step as ts
+from hrm_jax.tools import convert_torch
 
 REFERENCE = {
   'hrm': ('models.hrm.hrm_act_v1', 'HierarchicalReasoningModel_ACTV1'),
@@ -285,7 +285,8 @@ def _save(sd: dict, path: str, arch: dict, model: str) -> None:
     yaml.safe_dump({'arch': arch}, f)
 
 
-def _define_flags():
+def define_flags() -> None:
+  """The command's flags (defined only when it runs, see `hrm_jax.cli`)."""
   from absl import flags
   from ml_collections import config_flags
 
@@ -308,11 +309,7 @@ def main(argv):
   from absl import flags
 
   f = flags.FLAGS
-  try:
-    result = run(f.config, f.repo, f.model, f)
-  except (ParityError, convert_torch.ConversionError, FileNotFoundError) as e:
-    print(f'error: {e}', file=sys.stderr)
-    sys.exit(2)
+  result = run(f.config, f.repo, f.model, f)
   for k, v in result.items():
     print(f'{k}: {v:.3e}')
   if f.save_state_dict:
@@ -325,8 +322,11 @@ def main(argv):
   print('OK')
 
 
-if __name__ == '__main__':
-  from absl import app
+def cli() -> None:
+  from hrm_jax import cli as cli_lib
 
-  _define_flags()
-  app.run(main)
+  cli_lib.run(main, define_flags, errors=(ParityError, convert_torch.ConversionError))
+
+
+if __name__ == '__main__':
+  cli()

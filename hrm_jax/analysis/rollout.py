@@ -1,9 +1,9 @@
 """Intermediate states of a trained model: load a workdir, run it segment by segment and cycle by
 cycle, and return the z_H/z_L trajectories, the decoded predictions and the Q values.
 
-The stepwise rollout re-runs the module's public cells (`embed`, `f_L`, `f_H`, `heads`,
-`initial_state`) in the order `models/recurrence.py` schedules them, so it needs no hook in the
-model; `tests/rollout_test.py` checks that its states after every segment equal `model.segment`'s.
+The rollout runs the model's own segment (`model.segment`, the schedule of
+`models/recurrence.py`) in its recording mode, which adds the per-step states and residuals as
+scan outputs: the analysed computation is the trained and evaluated one by construction.
 TRM reuses the names: z_H is its answer state y, z_L its latent z (`models/model.py`).
 
 One *step* is one cell evaluation. A segment of `hrm`/`trm`/`trm_single_z` has K = N·(T + 1)
@@ -23,10 +23,12 @@ import ml_collections
 import numpy as np
 from flax import nnx
 
-from hrm_jax import optim, train
+from hrm_jax import evaluate, optim, tasks
 from hrm_jax import train_step as ts
+from hrm_jax import workdir as workdir_lib
 from hrm_jax.data import format as data_format
 from hrm_jax.data import loader
+from hrm_jax.models import recurrence
 
 LOW, HIGH = 0, 1  # step kinds: which module a step updates
 KEEP = ('none', 'segments', 'steps')
@@ -53,16 +55,16 @@ class Loaded:
 
 
 def load(workdir: str, cfg: Optional[ml_collections.ConfigDict] = None) -> Loaded:
-  """Restores the latest checkpoint of `workdir` (`train.load_trained`), trained with `cfg`
+  """Restores the latest checkpoint of `workdir` (`evaluate.load_trained`), trained with `cfg`
   (default: the config the run saved in the workdir).
 
   Returns a `Loaded` whose params are `train_step.eval_params` of the restored state (the EMA
   average when the run kept one).
   """
-  cfg = cfg if cfg is not None else train.saved_config(workdir)
+  cfg = cfg if cfg is not None else workdir_lib.saved_config(workdir)
   if cfg is None:
     raise FileNotFoundError(f'{workdir} holds no config.json: pass the training config')
-  cfg, graphdef, state, step, meta = train.load_trained(cfg, workdir)
+  cfg, graphdef, state, step, meta = evaluate.load_trained(cfg, workdir)
   return Loaded(cfg, graphdef, state.replace(params=ts.eval_params(state)), meta, step, workdir)
 
 
@@ -85,7 +87,7 @@ def eval_batches(
   num_examples). Rows past the end are padding as in `loader.eval_batches`: inputs pad_id and
   labels all ignored (`analysis.valid_rows` drops them), so every batch has the same shape."""
   if data_dir is None:
-    data_dir = train.prepare_data(loaded.cfg, loaded.workdir)
+    data_dir = tasks.prepare_data(loaded.cfg, loaded.workdir)
   split = data_format.load_split(data_dir, 'test', mmap=True)
   batch_size = batch_size or loaded.cfg.eval.batch_size
   if num_examples:
@@ -124,79 +126,40 @@ def step_kinds(model_cfg: Any, baseline: bool = False) -> np.ndarray:
   return np.asarray(kinds, np.int32)
 
 
-def _cells(model, x: jax.Array):
-  """(low, high) state updates (z_H, z_L) -> (z_H, z_L) of `model`'s arch, as recurrence.py."""
-  arch = model.cfg.arch
-  if arch == 'trm_single_z':
-    low = lambda z_H, z_L: (z_H, model.f_L(z_L, x))  # noqa: E731
-
-    def high(z_H, z_L):
-      z = model.f_L(z_L, None)
-      return z, z
-
-  else:
-    low = lambda z_H, z_L: (z_H, model.f_L(z_L, z_H + x))  # noqa: E731
-    if arch == 'transformer':
-      high = lambda z_H, z_L: (model.f_H(z_H, x), z_L)  # noqa: E731
-    else:
-      high = lambda z_H, z_L: (model.f_H(z_H, z_L), z_L)  # noqa: E731
-  return low, high
-
-
 def _norm_B(d: jax.Array) -> jax.Array:
   return jnp.sqrt(jnp.sum(jnp.square(d.astype(jnp.float32)), axis=(1, 2)))
 
 
+@functools.partial(jax.jit, static_argnames=('graphdef', 'M', 'keep', 'baseline'))
 def _rollout(params, buffers, puzzle_emb, inputs, puzzle_ids, *, graphdef, M, keep, baseline):
   model = nnx.merge(graphdef, params, buffers)
   x = model.embed(inputs, optim.gather_rows(puzzle_emb, puzzle_ids))
-  low, high = _cells(model, x)
-  kinds = step_kinds(model.cfg, baseline)
-  single_z = model.cfg.arch == 'trm_single_z'
+  c = model.cfg
+
+  def record(before, after):
+    out = dict(res_H=_norm_B(after[0] - before[0]), res_L=_norm_B(after[1] - before[1]))
+    if keep == 'steps':
+      out['z_H'], out['z_L'] = after
+    return out
 
   def segment(state, _):
+    if baseline:  # the same f_L steps as a segment has evaluations; z_H never updated
+      low, _ = model.cells(x)
+      state, recs = recurrence.schedule(low, low, state, c.H_cycles, c.L_cycles, 'full', record)
+    else:
+      state, recs = model.segment(*state, x, record=record)
     z_H, z_L = state
-    if single_z and not baseline:
-      z_H = z_L  # single_z_segment starts each segment from (z, z) with z = the carried z_L
-    res_H, res_L, states = [], [], []
-    for kind in kinds:
-      new_H, new_L = (low if kind == LOW else high)(z_H, z_L)
-      res_H.append(_norm_B(new_H - z_H))
-      res_L.append(_norm_B(new_L - z_L))
-      z_H, z_L = new_H, new_L
-      if keep == 'steps':
-        states.append((z_H, z_L))
     # The baseline never updates z_H, so its answer is read from the state that moves.
     logits, q_halt, q_continue = model.heads(z_L if baseline else z_H)
     out = dict(
-      res_H=jnp.stack(res_H),
-      res_L=jnp.stack(res_L),
-      preds=jnp.argmax(logits, -1).astype(jnp.int32),
-      q_halt=q_halt,
-      q_continue=q_continue,
+      preds=jnp.argmax(logits, -1).astype(jnp.int32), q_halt=q_halt, q_continue=q_continue, **recs
     )
-    if keep == 'steps':
-      out['z_H'] = jnp.stack([s[0] for s in states])
-      out['z_L'] = jnp.stack([s[1] for s in states])
-    elif keep == 'segments':
+    if keep == 'segments':
       out['z_H'], out['z_L'] = z_H, z_L
-    return (z_H, z_L), out
+    return state, out
 
   _, outs = jax.lax.scan(segment, model.initial_state(inputs.shape[0]), None, length=M)
   return outs
-
-
-_JITTED: dict = {}
-
-
-def _jitted(graphdef, M: int, keep: str, baseline: bool):
-  # One compilation per (graph, M, keep, baseline). The graphdef holds the (unhashable) model
-  # ConfigDict, so it is keyed by identity and kept alive here so that its id is not reused.
-  key = (id(graphdef), M, keep, baseline)
-  if key not in _JITTED:
-    fn = functools.partial(_rollout, graphdef=graphdef, M=M, keep=keep, baseline=baseline)
-    _JITTED[key] = (graphdef, jax.jit(fn))
-  return _JITTED[key][1]
 
 
 @dataclasses.dataclass
@@ -241,15 +204,20 @@ def rollout(
   if keep not in KEEP:
     raise ValueError(f'keep must be one of {KEEP}, got {keep!r}')
   M = M or loaded.cfg.eval.halt_max_steps
+  if baseline:
+    step_kinds(loaded.cfg.model, baseline)  # raises for an arch without f_L
   s = loaded.state
-  fn = _jitted(loaded.graphdef, int(M), keep, bool(baseline))
   outs = jax.device_get(
-    fn(
+    _rollout(
       s.params,
       s.buffers,
       s.puzzle_emb,
       jnp.asarray(batch['inputs']),
       jnp.asarray(batch['puzzle_identifiers']),
+      graphdef=loaded.graphdef,
+      M=int(M),
+      keep=keep,
+      baseline=bool(baseline),
     )
   )
   return Trajectory(step_kind=step_kinds(loaded.cfg.model, baseline), **outs)

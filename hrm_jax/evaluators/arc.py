@@ -12,7 +12,7 @@ the true output is among the top K, and a task's credit is then one of two rules
 
 Both are averaged over the scored test tasks (those whose test outputs are all known).
 
-Departures from the TRM reference evaluator (`evaluators/arc.py`), each on purpose:
+Departures from the TRM reference evaluator (its `evaluators/arc.py`), each on purpose:
   * votes are per evaluation round (one checkpoint) unless ``aggregate=True``; the reference
     never clears them, so its numbers pool every checkpoint evaluated so far in a run;
   * a test input without predictions still gets its submission entry (a [[0]] fallback) so the
@@ -132,21 +132,25 @@ class _TestInput:
 
 
 class ArcEvaluator:
-  """Augmentation voting over the test split of an ARC dataset folder (spec §7.2).
+  """pass@K by augmentation voting over the test split of an ARC dataset folder (spec §7.2).
 
   Reads ``<data_dir>/identifiers.json`` (id -> variant name), ``<data_dir>/test_puzzles.json``
   (``{task id: {'test': [{'input': grid, 'output': grid or absent/None}, ...], ...}}``) and
   ``<data_dir>/test/dataset.json`` (canvas side = sqrt(seq_len), blank identifier id); a missing
   or malformed file raises DatasetError.
 
-  Use per evaluation round: ``begin()``, ``update(...)`` per batch, then ``result()`` and
-  ``submission()``/``write_submission(path)``. Votes are cleared by ``begin()`` unless
+  An `Evaluator` (hrm_jax/evaluators/__init__.py): per evaluation round ``begin()``,
+  ``update(batch, preds, q_halt)`` (or ``add_votes`` with the arrays) per batch, then
+  ``result()`` and ``write(out_dir)`` (``submission.json``). Votes are cleared by ``begin()`` unless
   ``aggregate`` (then they pool across rounds, i.e. across checkpoints, as the TRM reference
   always does). With several hosts, gather every host's ``state()`` and ``merge`` them on the
   host that scores. A test task whose outputs are not all known is not scored (it is counted in
   ``arc/tasks_unscored``) but still gets submission entries. A TRM-built folder fills unknown
   outputs with a dummy [[0]], which cannot be told from a real answer and is scored.
   """
+
+  # Result keys printed on the `eval` line (all of them go to metrics.jsonl).
+  shown = ('arc/pass@1_all', 'arc/pass@2_all', 'arc/pass@1_frac', 'arc/pass@2_frac')
 
   def __init__(
     self,
@@ -233,7 +237,12 @@ class ArcEvaluator:
       self._variants[pid] = v
     return v
 
-  def update(
+  def update(self, batch: dict, preds: np.ndarray, q_halt: np.ndarray) -> None:
+    """The `Evaluator` call: `add_votes` of batch['inputs'] int [b, L], preds int [b, L],
+    q_halt float [b] (logits) and batch['puzzle_identifiers'] int [b]."""
+    self.add_votes(batch['inputs'], preds, q_halt, batch['puzzle_identifiers'])
+
+  def add_votes(
     self,
     inputs: np.ndarray,
     preds: np.ndarray,
@@ -399,6 +408,11 @@ class ArcEvaluator:
         entries.append({f'attempt_{i + 1}': g for i, g in enumerate(attempts)})
       sub[task_id] = entries
     return sub
+
+  def write(self, out_dir: str) -> None:
+    """Writes the round's ``submission.json`` into ``out_dir`` (created if missing)."""
+    os.makedirs(out_dir, exist_ok=True)
+    self.write_submission(os.path.join(out_dir, 'submission.json'))
 
   def write_submission(self, path: str) -> None:
     """Writes ``submission()`` as JSON to ``path`` (atomically: temp file, then rename)."""

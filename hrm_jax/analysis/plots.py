@@ -219,23 +219,6 @@ def arc(path: str, inputs: np.ndarray, labels: np.ndarray, pred: np.ndarray) -> 
   return _save(fig, path)
 
 
-def predictions(
-  path: str, task: str, inputs: np.ndarray, labels: np.ndarray, preds_MxL: np.ndarray
-) -> str:
-  """The task's picture of one example (`task` = cfg.data.name): Sudoku over segments, the
-  final segment's maze path or ARC grid. preds_MxL [M, L]: decoded answer after each segment."""
-  labels = np.asarray(labels)
-  if task == 'sudoku':
-    M = len(preds_MxL)
-    segments = sorted({1, 2, 3, M // 2, M} - {0}) if M > 5 else None
-    return sudoku_segments(path, inputs, labels, preds_MxL, segments)
-  if task == 'maze':
-    return maze(path, inputs, labels, preds_MxL[-1])
-  if task == 'arc':
-    return arc(path, inputs, labels, preds_MxL[-1])
-  raise ValueError(f'no picture for task {task!r}; expected sudoku, maze or arc')
-
-
 def read_metrics(metrics_path: str) -> dict[str, list[dict]]:
   """The records of a `metrics.jsonl`, grouped by split ('train', 'eval', 'meta')."""
   out: dict[str, list[dict]] = {}

@@ -21,7 +21,7 @@ from typing import Iterable, Optional, Sequence
 
 import numpy as np
 
-from hrm_jax import rollout as rollout_lib
+from hrm_jax.analysis import rollout as rollout_lib
 from hrm_jax.data.format import IGNORE_LABEL_ID
 
 SCALING_M = (1, 2, 4, 8, 16, 32, 64)

@@ -1,0 +1,203 @@
+r"""Train-step benchmark: prints `name: value` lines (a script, not a test).
+
+  python -m hrm_jax.bench --config=experiments/sudoku.py:cpu [--config.<field>=<value> ...]
+  python -m hrm_jax.bench --config=experiments/sudoku.py --params_only
+  python -m hrm_jax.bench --config=experiments/sudoku.py:cpu --memory_sweep
+
+Times one full ACT train step (segment forward, Q-target forward if configured, backward,
+Adam-atan2 and sign-SGD) on random valid batches of the task's shape; no dataset is built. With
+--memory_sweep it also prints the compiled train step's temporary memory (XLA memory analysis)
+for N·T in {4, 16, 64}, which the 1-step gradient keeps flat (and, with
+--config.model.gradient=full, which grows with N·T).
+"""
+
+import math
+import resource
+import time
+from typing import Optional
+
+import jax
+import jax.extend as jex
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+from absl import flags
+from ml_collections import config_flags
+
+from hrm_jax import cli as cli_lib
+from hrm_jax import config as config_lib
+from hrm_jax import tasks
+from hrm_jax import train_step as ts
+
+FLAGS = flags.FLAGS
+
+
+def define_flags() -> None:
+  """The command's flags (defined only when it runs, see `hrm_jax.cli`)."""
+  config_flags.DEFINE_config_file('config', None, 'Config file[:preset].', lock_config=True)
+  flags.DEFINE_bool('params_only', False, 'Print trainable parameters and exit.')
+  flags.DEFINE_bool('memory_sweep', False, 'Temp memory for N·T in 4, 16, 64.')
+  flags.DEFINE_integer('steps', 5, 'Timed train steps (after one warm-up step).')
+  flags.DEFINE_integer('batch', None, 'Global batch (sets config.train.global_batch_size).')
+  flags.DEFINE_enum(
+    'dtype', None, ['float32', 'bfloat16'], 'Compute dtype (sets config.model.compute_dtype).'
+  )
+  flags.mark_flag_as_required('config')
+
+
+SWEEP = ((2, 2), (4, 4), (8, 8))  # (H_cycles, L_cycles): N·T = 4, 16, 64
+
+
+def random_batch(
+  rng: np.random.Generator, batch_size: int, vocab: int, seq_len: int, num_ids: int
+) -> dict:
+  """A batch of valid token ids (inputs, labels in [1, vocab)) and puzzle ids, int32."""
+  return dict(
+    inputs=rng.integers(1, vocab, (batch_size, seq_len), dtype=np.int32),
+    labels=rng.integers(1, vocab, (batch_size, seq_len), dtype=np.int32),
+    puzzle_identifiers=rng.integers(0, num_ids, (batch_size,), dtype=np.int32),
+  )
+
+
+def _compiled_step(cfg, shapes):
+  vocab, seq_len, num_ids = shapes
+  graphdef, state = ts.init_state(cfg, vocab, seq_len, num_ids)
+  carry = ts.init_carry(graphdef, state, cfg.train.global_batch_size, seq_len)
+  step = ts.jit_train_step(graphdef, cfg, donate_argnums=(0, 1))
+  return step, state, carry
+
+
+def train_step_temp_mb(cfg, shapes) -> float:
+  """Temporary (activation + workspace) memory of the compiled train step, in MiB."""
+  step, state, carry = _compiled_step(cfg, shapes)
+  batch = random_batch(np.random.default_rng(0), cfg.train.global_batch_size, *shapes)
+  analysis = step.lower(state, carry, batch).compile().memory_analysis()
+  return analysis.temp_size_in_bytes / 2**20
+
+
+def jaxpr_flops(jaxpr) -> float:
+  """Matmul FLOPs of a (closed) jaxpr: 2·(output elements)·(contracted size) per dot_general,
+  multiplied through `scan` lengths, recursing into every sub-jaxpr (jit, custom_jvp/vjp,
+  checkpoint); a `cond` counts its costliest branch. Elementwise work is left out, as MFU does.
+  """
+  jaxpr = getattr(jaxpr, 'jaxpr', jaxpr)
+  total = 0.0
+  for eqn in jaxpr.eqns:
+    name = eqn.primitive.name
+    if name == 'dot_general':
+      (contract, _), _ = eqn.params['dimension_numbers']
+      lhs = eqn.invars[0].aval.shape
+      k = math.prod(lhs[d] for d in contract)
+      total += 2.0 * math.prod(eqn.outvars[0].aval.shape) * k
+    elif name == 'scan':
+      total += eqn.params['length'] * jaxpr_flops(eqn.params['jaxpr'])
+    elif name == 'cond':
+      total += max(jaxpr_flops(b) for b in eqn.params['branches'])
+    elif name == 'while':
+      raise ValueError('jaxpr_flops: a while loop has no static trip count')
+    else:
+      total += sum(jaxpr_flops(sub) for sub in jex.core.jaxprs_in_params(eqn.params))
+  return total
+
+
+def peak_matmul_gflops(dtype=jnp.float32, n: Optional[int] = None, reps: int = 5) -> float:
+  """This machine's matmul peak as JAX reaches it: GFLOP/s of one jitted n×n @ n×n product
+  (n = 2048 on CPU, 8192 on accelerators), the best of `reps` timed runs after a warm-up."""
+  n = n or (2048 if jax.default_backend() == 'cpu' else 8192)
+  a = jnp.ones((n, n), dtype)
+  f = jax.jit(lambda x: x @ x)
+  f(a).block_until_ready()
+  best = float('inf')
+  for _ in range(reps):
+    t0 = time.perf_counter()
+    f(a).block_until_ready()
+    best = min(best, time.perf_counter() - t0)
+  return 2.0 * n**3 / best / 1e9
+
+
+# Dense peak FLOP/s by accelerator (vendor data sheets), for MFU: (bf16/fp16, fp32).
+DEVICE_PEAK_TFLOPS = {
+  'H100': (989.0, 67.0),
+  'H200': (989.0, 67.0),
+  'A100': (312.0, 19.5),
+  'TPU v4': (275.0, 275.0),
+  'TPU v5 lite': (197.0, 197.0),
+  'TPU v5p': (459.0, 459.0),
+  'TPU v6 lite': (918.0, 918.0),
+}
+
+
+def device_peak_tflops(device_kind: str, dtype: str) -> Optional[float]:
+  """The data-sheet dense peak of `device_kind` (jax.devices()[0].device_kind) in `dtype`,
+  or None for an unknown device (then no `mfu` line)."""
+  for name, (half, single) in DEVICE_PEAK_TFLOPS.items():
+    if name.lower() in device_kind.lower():
+      return single if dtype == 'float32' else half
+  return None
+
+
+def main(argv):
+  del argv
+  cfg = FLAGS.config
+  if FLAGS.batch:
+    cfg.train.global_batch_size = FLAGS.batch
+  if FLAGS.dtype:
+    cfg.model.compute_dtype = FLAGS.dtype
+  cfg = config_lib.resolve(cfg, 1.0)
+  config_lib.validate(cfg, jax.device_count())
+  shapes = tasks.shapes(cfg.data)
+  step, state, carry = _compiled_step(cfg, shapes)  # jit compiles lazily, at the first call
+  print(f'params: {ts.count_params(state.params)}')
+  if FLAGS.params_only:
+    return
+  peak_before = peak_matmul_gflops()  # also after the steps: the best of both (shared hosts)
+  B = cfg.train.global_batch_size
+  rng = np.random.default_rng(0)
+  example = random_batch(rng, B, *shapes)
+  # FLOPs of one train step, counted on its jaxpr (see jaxpr_flops); XLA's own cost analysis is
+  # printed beside it for reference (it may count loop bodies once and includes elementwise ops).
+  flops = jaxpr_flops(jax.make_jaxpr(step)(state, carry, example))
+  t0 = time.perf_counter()
+  compiled = step.lower(state, carry, example).compile()
+  print(f'compile_s: {time.perf_counter() - t0:.2f}')
+  cost = compiled.cost_analysis()
+  cost = cost[0] if isinstance(cost, (list, tuple)) else cost
+  state, carry, m = compiled(state, carry, example)  # warm-up
+  jax.block_until_ready(m)
+  batches = [random_batch(rng, B, *shapes) for _ in range(FLAGS.steps)]
+  t0 = time.perf_counter()
+  for batch in batches:
+    state, carry, m = compiled(state, carry, batch)
+  jax.block_until_ready(m)
+  dt = (time.perf_counter() - t0) / FLAGS.steps
+  model_gflops = flops / dt / 1e9
+  peak = max(peak_before, peak_matmul_gflops())
+  print(f'batch: {B}')
+  print(f'dtype: {cfg.model.compute_dtype}')
+  print(f'remat: {cfg.model.remat}')
+  print(f'device: {jax.devices()[0].device_kind} x{jax.device_count()}')
+  print(f'step_ms: {dt * 1e3:.1f}')
+  print(f'steps_per_s: {1 / dt:.4f}')
+  print(f'examples_per_s: {B / dt:.2f}')
+  print(f'gflops_per_step: {flops / 1e9:.1f}')
+  print(f'xla_gflops_per_step: {float((cost or {}).get("flops", 0.0)) / 1e9:.1f}')
+  print(f'model_gflops_per_s: {model_gflops:.1f}')
+  print(f'peak_gflops_per_s: {peak:.1f}')
+  print(f'utilisation: {model_gflops / peak:.3f}')
+  device_peak = device_peak_tflops(jax.devices()[0].device_kind, cfg.model.compute_dtype)
+  if jax.default_backend() != 'cpu' and device_peak:
+    print(f'mfu: {model_gflops / (device_peak * 1e3 * jax.device_count()):.3f}')
+  print(f'peak_rss_mb: {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f}')
+  if FLAGS.memory_sweep:
+    for N, T in SWEEP:
+      c = ml_collections.ConfigDict(cfg.to_dict())
+      c.model.update(H_cycles=N, L_cycles=T)
+      print(f'train_step_temp_mb_nt{N * T}: {train_step_temp_mb(c, shapes):.1f}')
+
+
+def cli() -> None:
+  cli_lib.run(main, define_flags)
+
+
+if __name__ == '__main__':
+  cli()
