@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 
 from hrm_jax.config import ConfigError
+from hrm_jax.data import build, grids, maze, maze_gen
 from hrm_jax.data import format as fmt
-from hrm_jax.data import grids, maze, maze_gen
 
 WALL, FREE, START, GOAL, PATH = (
   maze_gen.WALL,
@@ -422,4 +422,43 @@ def test_prepare_errors(tmp_path):
   for overrides, field in bad:
     with pytest.raises(ConfigError, match=field):
       maze.prepare(_gen_cfg(**overrides), str(tmp_path))
+  assert not (tmp_path / 'data').exists()
+
+
+def test_folder_names_builder_args_and_field_errors_are_stable(tmp_path):
+  # Cached datasets are found by folder name, so these names (and the builder arguments behind
+  # them) must survive any rewrite of the config plumbing.
+  cfg = _gen_cfg(num_train=2000, num_test=500, maze_size=5, min_path_len=4)
+  name, builder = build.plan_source(cfg, maze.SOURCES['generate'])
+  assert name == 'maze-gen-n2000-t500-z5-p4-aug1-s0'
+  assert builder.func is maze.build_generated
+  assert builder.keywords == dict(
+    aug=True, seed=0, num_train=2000, num_test=500, size=5, min_path_len=4
+  )
+  name, builder = build.plan_source(_gen_cfg(source='csv', aug=False, seed=7), maze.SOURCES['csv'])
+  assert name == 'maze-csv-sapientinc_maze-30x30-hard-1k-suball-aug0-s7'
+  assert builder.func is maze.build_from_csv
+  assert builder.keywords == dict(
+    csv_dir=None, hf_repo='sapientinc/maze-30x30-hard-1k', subsample_size=None, aug=False, seed=7
+  )
+  name, builder = build.plan_source(
+    _gen_cfg(source='csv', csv_dir='/data/maze', subsample_size=100), maze.SOURCES['csv']
+  )
+  assert name == 'maze-csv-dir45b824c1-sub100-aug1-s0'
+  assert builder.keywords['csv_dir'] == '/data/maze' and builder.keywords['subsample_size'] == 100
+  errors = [
+    (dict(aug=1), 'data.aug must be a bool, got 1'),
+    (dict(num_test=1.5), 'data.num_test must be an integer, got 1.5'),
+    (dict(maze_size=2), 'data.maze_size must be in [3, inf], got 2'),
+    (
+      dict(maze_size=5, min_path_len=18),
+      'data.min_path_len must be < 18 for data.maze_size 5 (no longer shortest path fits), got 18',
+    ),
+    (dict(source='csv', csv_dir=1), 'data.csv_dir must be a str, got 1'),
+    (dict(source='csv', subsample_size=-1), 'data.subsample_size must be in [0, inf], got -1'),
+  ]
+  for overrides, message in errors:
+    with pytest.raises(ConfigError) as err:
+      maze.prepare(_gen_cfg(**overrides), str(tmp_path))
+    assert str(err.value) == message
   assert not (tmp_path / 'data').exists()

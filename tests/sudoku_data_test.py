@@ -7,8 +7,9 @@ import ml_collections
 import numpy as np
 import pytest
 
+from hrm_jax.config import ConfigError
+from hrm_jax.data import build, sudoku, sudoku_gen
 from hrm_jax.data import format as fmt
-from hrm_jax.data import sudoku, sudoku_gen
 from tests import helpers
 
 
@@ -210,4 +211,60 @@ def test_prepare_errors(tmp_path):
   for overrides, field in bad:
     with pytest.raises(ValueError, match=field):
       sudoku.prepare(_gen_cfg(**overrides), str(tmp_path))
+  assert not (tmp_path / 'data').exists()
+
+
+def test_folder_names_builder_args_and_field_errors_are_stable(tmp_path):
+  # Cached datasets are found by folder name, so these names (and the builder arguments behind
+  # them) must survive any rewrite of the config plumbing.
+  cfg = _gen_cfg(num_aug=8, num_train=2000, num_test=500, train_min_blanks=30, train_max_blanks=50)
+  cfg.update(test_min_blanks=35, test_max_blanks=55)
+  name, builder = build.plan_source(cfg, sudoku.SOURCES['generate'])
+  assert name == 'sudoku-gen-n2000-t500-aug8-b30_50-tb35_55-s0'
+  assert builder.func is sudoku.build_generated
+  assert builder.keywords == dict(
+    num_aug=8,
+    seed=0,
+    num_train=2000,
+    num_test=500,
+    train_min_blanks=30,
+    train_max_blanks=50,
+    test_min_blanks=35,
+    test_max_blanks=55,
+  )
+  name, builder = build.plan_source(
+    _gen_cfg(source='csv', num_aug=1, seed=3, min_difficulty=20), sudoku.SOURCES['csv']
+  )
+  assert name == 'sudoku-csv-sapientinc_sudoku-extreme-suball-d20-aug1-s3'
+  assert builder.func is sudoku.build_from_csv
+  assert builder.keywords == dict(
+    csv_dir=None,
+    hf_repo='sapientinc/sudoku-extreme',
+    subsample_size=None,
+    min_difficulty=20,
+    num_aug=1,
+    seed=3,
+  )
+  name, builder = build.plan_source(
+    _gen_cfg(source='csv', csv_dir='/data/sudoku', subsample_size=1000), sudoku.SOURCES['csv']
+  )
+  assert name == 'sudoku-csv-dire6ee221f-sub1000-d0-aug2-s0'
+  assert builder.keywords['csv_dir'] == '/data/sudoku'
+  assert builder.keywords['min_difficulty'] is None
+  missing = _gen_cfg()
+  del missing['num_train']
+  errors = [
+    (missing, 'data.num_train is missing'),
+    (_gen_cfg(num_aug=-1), 'data.num_aug must be in [0, inf], got -1'),
+    (_gen_cfg(test_max_blanks=70), 'data.test_max_blanks must be in [0, 64], got 70'),
+    (
+      _gen_cfg(train_min_blanks=45),
+      'data.train_min_blanks (45) must be <= data.train_max_blanks (40)',
+    ),
+    (_gen_cfg(source='csv', min_difficulty=-2), 'data.min_difficulty must be in [0, inf], got -2'),
+  ]
+  for cfg, message in errors:
+    with pytest.raises(ConfigError) as err:
+      sudoku.prepare(cfg, str(tmp_path))
+    assert str(err.value) == message
   assert not (tmp_path / 'data').exists()

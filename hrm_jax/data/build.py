@@ -1,17 +1,24 @@
 """From a ``data`` config to a built dataset folder: the pieces every task's ``prepare`` shares.
 
-A task module (``sudoku``, ``maze``, ``arc``) reads its fields with ``config_field`` (errors
-name ``data.<field>``), names its folder after every parameter, and calls ``build_once``, which
-reuses a valid folder under ``<workdir>/data`` and otherwise builds it atomically.
+A task's ``prepare`` reads its fields with ``config_field`` (errors name ``data.<field>``), names
+its folder after every parameter, and calls ``build_once``, which reuses a valid folder under
+``<workdir>/data`` and otherwise builds it atomically. ``sudoku`` and ``maze`` describe each
+source as a table (``Source``: its ``Field``s, folder-name template and builder) that
+``prepare_sources`` runs; ``arc`` reads its fields itself and calls ``prepare_dataset``. The
+published Sudoku and Maze CSVs share ``csv_paths`` and ``csv_rows``.
 """
 
 from __future__ import annotations
 
+import csv
+import dataclasses
+import functools
 import hashlib
 import json
 import os
-from collections.abc import Callable, Mapping
-from typing import Any, Optional
+import time
+from collections.abc import Callable, Iterator, Mapping
+from typing import Any, Optional, Union
 
 import numpy as np
 from absl import logging
@@ -68,20 +75,32 @@ def path_tag(*paths: str) -> str:
   return hashlib.sha1('|'.join(os.path.abspath(p) for p in paths).encode()).hexdigest()[:8]
 
 
-def csv_source(cfg: Any, default_repo: str) -> tuple[Optional[str], str, str]:
-  """(local csv_dir or None, hf_repo, folder-name tag) of a config reading published CSVs from
-  ``data.csv_dir`` or, when that is empty, the Hugging Face dataset ``data.hf_repo``."""
-  csv_dir = config_field(cfg, 'csv_dir', str, '')
-  hf_repo = config_field(cfg, 'hf_repo', str, default_repo)
-  tag = f'dir{path_tag(csv_dir)}' if csv_dir else hf_repo.replace('/', '_')
-  return csv_dir or None, hf_repo, tag
-
-
 def summary(values: np.ndarray) -> dict[str, float]:
   """{'min', 'max', 'mean'} of a 1-D array for build records; {} when it is empty."""
   if not len(values):
     return {}
   return {'min': int(values.min()), 'max': int(values.max()), 'mean': float(values.mean())}
+
+
+def unseen(train: np.ndarray, test: np.ndarray) -> np.ndarray:
+  """bool [m]: which test rows [m, L] equal no train row [n, L] (compared as raw bytes, so both
+  arrays should share a dtype)."""
+  seen = {row.tobytes() for row in train}
+  return np.array([row.tobytes() not in seen for row in test], bool)
+
+
+def generator_info(
+  version: Any, params: Mapping[str, Any], started: float, fresh: np.ndarray
+) -> dict[str, Any]:
+  """The common head of a generated dataset's ``generator.json``: builder version, parameters,
+  seconds since ``started`` (a ``time.time()``) and how many test items ``fresh`` (``unseen``)
+  dropped."""
+  return {
+    'version': version,
+    'params': dict(params),
+    'seconds': round(time.time() - started, 3),
+    'test_dropped_duplicates': int((~fresh).sum()),
+  }
 
 
 def write_single_example_puzzles(
@@ -187,6 +206,157 @@ def prepare_dataset(
   name, builder = plans[source](data_cfg)
   version_file, version = (versions or {}).get(source, (None, None))
   return build_once(os.path.join(workdir, 'data', name), builder, version_file, version)
+
+
+@dataclasses.dataclass(frozen=True)
+class Field:
+  """One ``data.<name>`` field in a ``Source`` table.
+
+  Read by ``config_field`` with ``kind``, ``default`` and the inclusive bounds ``lo``/``hi``, then
+  ``check``ed (if given) against the fields read so far, ConfigError for a cross-field conflict.
+  Passed to the builder as keyword ``arg`` (default ``name``), None in place of 0 where
+  ``none_if_zero``; shown in the folder name where the template has ``{<name>}``, a bool as 0/1
+  and 0 as ``zero_tag`` where one is given.
+  """
+
+  name: str
+  kind: type
+  default: Any = REQUIRED
+  lo: Optional[float] = None
+  hi: Optional[float] = None
+  check: Optional[Callable[[Mapping[str, Any]], None]] = None
+  arg: Optional[str] = None
+  none_if_zero: bool = False
+  zero_tag: Optional[str] = None
+
+  def read(self, cfg: Any) -> Any:
+    """The field's value in ``cfg`` (``config_field``)."""
+    return config_field(cfg, self.name, self.kind, self.default, self.lo, self.hi)
+
+  def builder_args(self, value: Any) -> dict[str, Any]:
+    """{builder keyword: argument} for ``value``."""
+    return {self.arg or self.name: None if self.none_if_zero and value == 0 else value}
+
+  def tag(self, value: Any) -> str:
+    """``value`` as written in the folder name."""
+    if self.zero_tag is not None and value == 0:
+      return self.zero_tag
+    return str(int(value)) if isinstance(value, bool) else str(value)
+
+
+@dataclasses.dataclass(frozen=True)
+class CsvOrigin:
+  """Where a CSV source's files come from, as an entry of its ``Source`` table.
+
+  Reads ``data.csv_dir`` (default '') and ``data.hf_repo`` (default ``default_repo``); the builder
+  gets ``csv_dir`` (None when empty: download instead) and ``hf_repo``. ``{origin}`` in the folder
+  name is ``dir`` and ``path_tag`` of a local csv_dir, else the repo with '/' as '_'.
+  """
+
+  default_repo: str
+  name = 'origin'  # its key in the folder-name template (class constants, not dataclass fields)
+  check = None
+
+  def read(self, cfg: Any) -> tuple[str, str]:
+    """(csv_dir, hf_repo) of ``cfg``."""
+    return (
+      config_field(cfg, 'csv_dir', str, ''),
+      config_field(cfg, 'hf_repo', str, self.default_repo),
+    )
+
+  def builder_args(self, value: tuple[str, str]) -> dict[str, Any]:
+    """{'csv_dir': local folder or None, 'hf_repo': repo}."""
+    csv_dir, hf_repo = value
+    return {'csv_dir': csv_dir or None, 'hf_repo': hf_repo}
+
+  def tag(self, value: tuple[str, str]) -> str:
+    """The folder-name tag of (csv_dir, hf_repo)."""
+    csv_dir, hf_repo = value
+    return f'dir{path_tag(csv_dir)}' if csv_dir else hf_repo.replace('/', '_')
+
+
+@dataclasses.dataclass(frozen=True)
+class Source:
+  """One ``data.source`` of a task, as a table: ``fields`` (read in this order), the folder-name
+  template ``name`` (``str.format`` over the fields' tags by name), the ``builder`` that gets the
+  fields' arguments, and (JSON file, version) where a cached build must match the builder's
+  version."""
+
+  fields: tuple[Union[Field, CsvOrigin], ...]
+  name: str
+  builder: Callable[..., Any]
+  version: Optional[tuple[str, Any]] = None
+
+
+def plan_source(cfg: Any, source: Source) -> tuple[str, Callable[..., Any]]:
+  """(folder name, builder bound to every field's argument) of a config for ``source``.
+
+  Fields are read and checked in table order, so the first bad one gives the ConfigError.
+  """
+  values, tags, args = {}, {}, {}
+  for field in source.fields:
+    value = values[field.name] = field.read(cfg)
+    if field.check is not None:
+      field.check(values)
+    tags[field.name] = field.tag(value)
+    args.update(field.builder_args(value))
+  return source.name.format(**tags), functools.partial(source.builder, **args)
+
+
+def prepare_sources(
+  data_cfg: Any, workdir: str, sources: Mapping[str, Source], default_source: str
+) -> str:
+  """``prepare_dataset`` for a task whose sources are ``Source`` tables (``plan_source``), each
+  with its own builder version where it has one."""
+  return prepare_dataset(
+    data_cfg,
+    workdir,
+    {key: functools.partial(plan_source, source=source) for key, source in sources.items()},
+    default_source,
+    {key: source.version for key, source in sources.items() if source.version is not None},
+  )
+
+
+# ---------------------------------------------------------------------------------------------
+# The published CSVs (Sudoku-Extreme, Maze-Hard)
+
+CSV_COLUMNS = ('source', 'question', 'answer', 'rating')
+_CSV_HINT = 'point data.csv_dir at a folder holding train.csv and test.csv'
+
+
+def csv_paths(csv_dir: Optional[str], hf_repo: str) -> dict[str, str]:
+  """{'train', 'test'} -> that split's CSV: ``<csv_dir>/<split>.csv`` when csv_dir is given,
+  else downloaded from the Hugging Face dataset ``hf_repo`` (``download_hf``)."""
+  return {
+    s: os.path.join(csv_dir, f'{s}.csv') if csv_dir else download_hf(hf_repo, f'{s}.csv', _CSV_HINT)
+    for s in ('train', 'test')
+  }
+
+
+def csv_rows(path: str) -> Iterator[tuple[int, list[str]]]:
+  """(1-based line, fields) of each non-blank row after the header ``CSV_COLUMNS``.
+
+  DatasetError naming the file (and line) if it is missing, its header differs, or a row does not
+  have one field per column.
+  """
+  if not os.path.isfile(path):
+    raise DatasetError(f'{path}: CSV file does not exist')
+  with open(path, newline='', encoding='utf-8-sig') as f:  # -sig: tolerate a byte-order mark
+    reader = csv.reader(f)
+    header = next(reader, None)
+    if header is None or tuple(h.strip() for h in header) != CSV_COLUMNS:
+      raise DatasetError(
+        f'{path}: expected header {",".join(CSV_COLUMNS)}, found '
+        f'{",".join(header) if header else "an empty file"}'
+      )
+    for row in reader:
+      if not row:  # blank line
+        continue
+      if len(row) != len(CSV_COLUMNS):
+        raise DatasetError(
+          f'{path}:{reader.line_num}: expected {len(CSV_COLUMNS)} fields, found {len(row)}'
+        )
+      yield reader.line_num, row
 
 
 def download_hf(hf_repo: str, filename: str, local_hint: str) -> str:

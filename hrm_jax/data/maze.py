@@ -22,11 +22,8 @@ Sources:
 
 from __future__ import annotations
 
-import csv
-import functools
 import os
 import time
-from collections.abc import Callable
 from typing import Any, Optional
 
 import numpy as np
@@ -38,9 +35,7 @@ from hrm_jax.data.format import (
   Metadata,
 )
 
-CSV_COLUMNS = ('source', 'question', 'answer', 'rating')
 HF_REPO = 'sapientinc/maze-30x30-hard-1k'
-_CSV_HINT = 'point data.csv_dir at a folder holding train.csv and test.csv'
 GENERATOR_VERSION = 1  # bump when generated datasets change, so `prepare` rebuilds cached ones
 
 
@@ -127,40 +122,24 @@ def parse_csv(path: str) -> tuple[np.ndarray, np.ndarray]:
   ``o`` in each question, and that each answer equals its question except on free cells marked
   ``o``. Problems raise DatasetError naming the file and 1-based line.
   """
-  if not os.path.isfile(path):
-    raise DatasetError(f'{path}: CSV file does not exist')
   lines, qs, ans, length = [], [], [], None
-  with open(path, newline='', encoding='utf-8-sig') as f:  # -sig: tolerate a byte-order mark
-    reader = csv.reader(f)
-    header = next(reader, None)
-    if header is None or tuple(h.strip() for h in header) != CSV_COLUMNS:
-      raise DatasetError(
-        f'{path}: expected header {",".join(CSV_COLUMNS)}, found '
-        f'{",".join(header) if header else "an empty file"}'
-      )
-    for row in reader:
-      line = reader.line_num
-      if not row:  # blank line
-        continue
-      if len(row) != len(CSV_COLUMNS):
-        raise DatasetError(f'{path}:{line}: expected {len(CSV_COLUMNS)} fields, found {len(row)}')
-      _, q, a, _ = row
-      if length is None:
-        length = len(q)
-        try:
-          maze_gen.grid_size(length)
-        except ValueError:
-          raise DatasetError(
-            f'{path}:{line}: question has {length} characters, not a square grid'
-          ) from None
-      for name, s in (('question', q), ('answer', a)):
-        if len(s) != length:
-          raise DatasetError(
-            f'{path}:{line}: {name} has {len(s)} characters, expected {length} (as the first row)'
-          )
-      lines.append(line)
-      qs.append(q)
-      ans.append(a)
+  for line, (_, q, a, _) in build.csv_rows(path):
+    if length is None:
+      length = len(q)
+      try:
+        maze_gen.grid_size(length)
+      except ValueError:
+        raise DatasetError(
+          f'{path}:{line}: question has {length} characters, not a square grid'
+        ) from None
+    for name, s in (('question', q), ('answer', a)):
+      if len(s) != length:
+        raise DatasetError(
+          f'{path}:{line}: {name} has {len(s)} characters, expected {length} (as the first row)'
+        )
+    lines.append(line)
+    qs.append(q)
+    ans.append(a)
   if not lines:
     raise DatasetError(f'{path}: no mazes after the header')
   n = len(lines)
@@ -216,14 +195,7 @@ def build_from_csv(
   its 8 dihedral transforms; test is never augmented. ``build.json`` records the sources, the
   parameters, path-length summaries and how many labels ``maze_gen.valid_optimal`` accepts.
   """
-  paths = {
-    s: (
-      os.path.join(csv_dir, f'{s}.csv')
-      if csv_dir
-      else build.download_hf(hf_repo, f'{s}.csv', _CSV_HINT)
-    )
-    for s in ('train', 'test')
-  }
+  paths = build.csv_paths(csv_dir, hf_repo)
   train_q, train_a = parse_csv(paths['train'])
   test_q, test_a = parse_csv(paths['test'])
   if train_q.shape[1] != test_q.shape[1]:
@@ -285,8 +257,7 @@ def build_generated(
   test_q, test_a = maze_gen.generate_mazes(
     num_test, size, min_path_len, np.random.default_rng(test_ss)
   )
-  seen = {row.tobytes() for row in augment_dihedral(train_q, train_a)[0]}
-  fresh = np.array([q.tobytes() not in seen for q in test_q], bool)
+  fresh = build.unseen(augment_dihedral(train_q, train_a)[0], test_q)
   test_q, test_a = test_q[fresh], test_a[fresh]
   params = {
     'num_train': num_train,
@@ -296,12 +267,7 @@ def build_generated(
     'aug': aug,
     'seed': seed,
   }
-  info = {
-    'version': GENERATOR_VERSION,
-    'params': params,
-    'seconds': round(time.time() - started, 3),
-    'test_dropped_duplicates': int((~fresh).sum()),
-  }
+  info = build.generator_info(GENERATOR_VERSION, params, started, fresh)
   for split, q, a in (('train', train_q, train_a), ('test', test_q, test_a)):
     info[split] = {
       'mazes': len(q),
@@ -318,65 +284,50 @@ def build_generated(
 # Config -> dataset folder
 
 
-def _common(cfg: Any) -> tuple[bool, int]:
-  """(aug, seed) of any Maze config."""
-  return (
-    build.config_field(cfg, 'aug', bool, False),
-    build.config_field(cfg, 'seed', int, 0, lo=0),
-  )
-
-
-def _generate_plan(cfg: Any) -> tuple[str, Callable[..., str]]:
-  """(folder name, builder) of a 'generate' config."""
-  aug, seed = _common(cfg)
-  num_train = build.config_field(cfg, 'num_train', int, lo=1)
-  num_test = build.config_field(cfg, 'num_test', int, lo=1)
-  size = build.config_field(cfg, 'maze_size', int, lo=3)
-  min_path_len = build.config_field(cfg, 'min_path_len', int, lo=0)
+def _check_path_len(values: dict[str, Any]) -> None:
+  """ConfigError unless a shortest path longer than min_path_len fits a maze_size maze."""
+  size, min_path_len = values['maze_size'], values['min_path_len']
   if min_path_len >= maze_gen.max_path_len(size):
     raise ConfigError(
       f'data.min_path_len must be < {maze_gen.max_path_len(size)} for data.maze_size {size} '
       f'(no longer shortest path fits), got {min_path_len}'
     )
-  name = f'maze-gen-n{num_train}-t{num_test}-z{size}-p{min_path_len}-aug{int(aug)}-s{seed}'
-  return name, functools.partial(
-    build_generated,
-    num_train=num_train,
-    num_test=num_test,
-    size=size,
-    min_path_len=min_path_len,
-    aug=aug,
-    seed=seed,
-  )
 
 
-def _csv_plan(cfg: Any) -> tuple[str, Callable[..., str]]:
-  """(folder name, builder) of a 'csv' config; the name hashes a local csv_dir's path."""
-  aug, seed = _common(cfg)
-  csv_dir, hf_repo, origin = build.csv_source(cfg, HF_REPO)
-  subsample = build.config_field(cfg, 'subsample_size', int, 0, lo=0)
-  name = f'maze-csv-{origin}-sub{subsample or "all"}-aug{int(aug)}-s{seed}'
-  return name, functools.partial(
-    build_from_csv,
-    csv_dir=csv_dir,
-    hf_repo=hf_repo,
-    subsample_size=subsample or None,
-    aug=aug,
-    seed=seed,
-  )
+_COMMON = (build.Field('aug', bool, False), build.Field('seed', int, 0, lo=0))
+
+# Folder names encode every parameter, so a changed config never reuses another's cached build;
+# they must not change, or existing workdirs stop finding their datasets.
+SOURCES = {
+  'generate': build.Source(
+    fields=(
+      *_COMMON,
+      build.Field('num_train', int, lo=1),
+      build.Field('num_test', int, lo=1),
+      build.Field('maze_size', int, lo=3, arg='size'),
+      build.Field('min_path_len', int, lo=0, check=_check_path_len),
+    ),
+    name='maze-gen-n{num_train}-t{num_test}-z{maze_size}-p{min_path_len}-aug{aug}-s{seed}',
+    builder=build_generated,
+    version=('generator.json', GENERATOR_VERSION),
+  ),
+  'csv': build.Source(
+    fields=(
+      *_COMMON,
+      build.CsvOrigin(HF_REPO),
+      build.Field('subsample_size', int, 0, lo=0, none_if_zero=True, zero_tag='all'),
+    ),
+    name='maze-csv-{origin}-sub{subsample_size}-aug{aug}-s{seed}',
+    builder=build_from_csv,
+  ),
+}
 
 
 def prepare(data_cfg: Any, workdir: str) -> str:
   """Resolves a Maze ``data`` config to a dataset folder in the §6.1 format (§6.4).
 
-  ``source`` 'csv' (default) or 'generate' with their fields and ``aug``, ``seed``, see
+  ``source`` 'csv' (default) or 'generate' with the fields of its ``SOURCES`` table, see
   ``build.prepare_dataset``; folders are named like ``maze-gen-n2000-t500-z5-p4-aug1-s0``, and
   a generated one from another generator version is rebuilt.
   """
-  return build.prepare_dataset(
-    data_cfg,
-    workdir,
-    {'generate': _generate_plan, 'csv': _csv_plan},
-    'csv',
-    {'generate': ('generator.json', GENERATOR_VERSION)},
-  )
+  return build.prepare_sources(data_cfg, workdir, SOURCES, 'csv')

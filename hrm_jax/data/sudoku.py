@@ -12,11 +12,8 @@ guessing), so it is a smoke-test and ablation dataset, not a substitute for the 
 
 from __future__ import annotations
 
-import csv
-import functools
 import os
 import time
-from collections.abc import Callable
 from typing import Any, Optional
 
 import numpy as np
@@ -29,8 +26,7 @@ from hrm_jax.data.format import (
 )
 from hrm_jax.data.sudoku_gen import MAX_BLANKS, generate_puzzles
 
-CSV_COLUMNS = ('source', 'question', 'answer', 'rating')
-_CSV_HINT = 'point data.csv_dir at a folder holding train.csv and test.csv'
+HF_REPO = 'sapientinc/sudoku-extreme'
 GENERATOR_VERSION = 1  # bump when generated datasets change, so `prepare` rebuilds cached ones
 _CSV_CHUNK = 1 << 16
 _AUG_CHUNK = 1 << 16
@@ -152,41 +148,25 @@ def parse_csv(
   ratings [n] int64) for the rows with rating >= min_difficulty (all rows if None), in file order.
   Every row is checked; problems raise DatasetError naming the file and 1-based line.
   """
-  if not os.path.isfile(path):
-    raise DatasetError(f'{path}: CSV file does not exist')
   parts, ratings = [(np.zeros((0, 81), np.int8), np.zeros((0, 81), np.int8))], []
-  with open(path, newline='', encoding='utf-8-sig') as f:  # -sig: tolerate a byte-order mark
-    reader = csv.reader(f)
-    header = next(reader, None)
-    if header is None or tuple(h.strip() for h in header) != CSV_COLUMNS:
-      raise DatasetError(
-        f'{path}: expected header {",".join(CSV_COLUMNS)}, found '
-        f'{",".join(header) if header else "an empty file"}'
-      )
-    lines, qs, ans = [], [], []
-    for row in reader:
-      line = reader.line_num
-      if not row:  # blank line
-        continue
-      if len(row) != len(CSV_COLUMNS):
-        raise DatasetError(f'{path}:{line}: expected {len(CSV_COLUMNS)} fields, found {len(row)}')
-      _, q, a, rating = row
-      for name, s in (('question', q), ('answer', a)):
-        if len(s) != 81:
-          raise DatasetError(f'{path}:{line}: {name} has {len(s)} characters, expected 81')
-      try:
-        rating = int(rating)
-      except ValueError:
-        raise DatasetError(f'{path}:{line}: rating {rating!r} is not an integer') from None
-      lines.append(line)
-      qs.append(q)
-      ans.append(a)
-      ratings.append(rating)
-      if len(lines) == _CSV_CHUNK:  # bounded memory for the 3.8M-row train file
-        parts.append(_parse_chunk(path, lines, qs, ans))
-        lines, qs, ans = [], [], []
-    if lines:
+  lines, qs, ans = [], [], []
+  for line, (_, q, a, rating) in build.csv_rows(path):
+    for name, s in (('question', q), ('answer', a)):
+      if len(s) != 81:
+        raise DatasetError(f'{path}:{line}: {name} has {len(s)} characters, expected 81')
+    try:
+      rating = int(rating)
+    except ValueError:
+      raise DatasetError(f'{path}:{line}: rating {rating!r} is not an integer') from None
+    lines.append(line)
+    qs.append(q)
+    ans.append(a)
+    ratings.append(rating)
+    if len(lines) == _CSV_CHUNK:  # bounded memory for the 3.8M-row train file
       parts.append(_parse_chunk(path, lines, qs, ans))
+      lines, qs, ans = [], [], []
+  if lines:
+    parts.append(_parse_chunk(path, lines, qs, ans))
   questions, answers = (np.concatenate(p) for p in zip(*parts))
   ratings = np.asarray(ratings, np.int64)
   keep = ratings >= min_difficulty if min_difficulty is not None else slice(None)
@@ -228,7 +208,7 @@ def _write_dataset(
 def build_from_csv(
   out_dir: str,
   csv_dir: Optional[str] = None,
-  hf_repo: str = 'sapientinc/sudoku-extreme',
+  hf_repo: str = HF_REPO,
   subsample_size: Optional[int] = None,
   min_difficulty: Optional[int] = None,
   num_aug: int = 0,
@@ -242,14 +222,7 @@ def build_from_csv(
   each kept puzzle gets ``num_aug`` augmented variants (a group of 1 + num_aug puzzles); test is
   not augmented.
   """
-  paths = {
-    s: (
-      os.path.join(csv_dir, f'{s}.csv')
-      if csv_dir
-      else build.download_hf(hf_repo, f'{s}.csv', _CSV_HINT)
-    )
-    for s in ('train', 'test')
-  }
+  paths = build.csv_paths(csv_dir, hf_repo)
   train_q, train_a, _ = parse_csv(paths['train'], min_difficulty)
   test_q, test_a, _ = parse_csv(paths['test'], min_difficulty)
   sub_rng, aug_rng = (np.random.default_rng(s) for s in np.random.SeedSequence(seed).spawn(2))
@@ -310,8 +283,7 @@ def build_generated(
     num_test, np.random.default_rng(test_ss), test_min_blanks, test_max_blanks, num_workers
   )
   train = _with_variants(train_q, train_a, num_aug, np.random.default_rng(aug_ss))
-  seen = {row.tobytes() for row in train[0]}
-  fresh = np.array([q.tobytes() not in seen for q in test_q], bool)
+  fresh = build.unseen(train[0], test_q)
   test_q, test_a, test_r = test_q[fresh], test_a[fresh], test_r[fresh]
   params = {
     'num_train': num_train,
@@ -323,13 +295,7 @@ def build_generated(
     'test_max_blanks': test_max_blanks,
     'seed': seed,
   }
-  elapsed = round(time.time() - started, 3)
-  info = {
-    'version': GENERATOR_VERSION,
-    'params': params,
-    'seconds': elapsed,
-    'test_dropped_duplicates': int((~fresh).sum()),
-  }
+  info = build.generator_info(GENERATOR_VERSION, params, started, fresh)
   for split, q, r in (('train', train_q, train_r), ('test', test_q, test_r)):
     info[split] = {
       'base_puzzles': len(q),
@@ -344,63 +310,57 @@ def build_generated(
 # Config -> dataset folder
 
 
-def _common(cfg: Any) -> tuple[int, int]:
-  """(num_aug, seed) of any Sudoku config."""
-  return (
-    build.config_field(cfg, 'num_aug', int, 0, lo=0),
-    build.config_field(cfg, 'seed', int, 0, lo=0),
-  )
+def _blank_range(split: str) -> tuple[build.Field, build.Field]:
+  """The ``<split>_min_blanks``/``<split>_max_blanks`` fields; ConfigError if min > max."""
 
-
-def _generate_plan(cfg: Any) -> tuple[str, Callable[..., str]]:
-  """(folder name, builder) of a 'generate' config."""
-  num_aug, seed = _common(cfg)
-  gen = {k: build.config_field(cfg, k, int, lo=1) for k in ('num_train', 'num_test')}
-  for split in ('train', 'test'):
-    lo, hi = (
-      build.config_field(cfg, f'{split}_{m}_blanks', int, lo=0, hi=MAX_BLANKS)
-      for m in ('min', 'max')
-    )
+  def check(values: dict[str, Any]) -> None:
+    lo, hi = values[f'{split}_min_blanks'], values[f'{split}_max_blanks']
     if lo > hi:
       raise ConfigError(f'data.{split}_min_blanks ({lo}) must be <= data.{split}_max_blanks ({hi})')
-    gen[f'{split}_min_blanks'], gen[f'{split}_max_blanks'] = lo, hi
-  name = (
-    f'sudoku-gen-n{gen["num_train"]}-t{gen["num_test"]}-aug{num_aug}'
-    f'-b{gen["train_min_blanks"]}_{gen["train_max_blanks"]}'
-    f'-tb{gen["test_min_blanks"]}_{gen["test_max_blanks"]}-s{seed}'
+
+  return (
+    build.Field(f'{split}_min_blanks', int, lo=0, hi=MAX_BLANKS),
+    build.Field(f'{split}_max_blanks', int, lo=0, hi=MAX_BLANKS, check=check),
   )
-  return name, functools.partial(build_generated, num_aug=num_aug, seed=seed, **gen)
 
 
-def _csv_plan(cfg: Any) -> tuple[str, Callable[..., str]]:
-  """(folder name, builder) of a 'csv' config; the name hashes a local csv_dir's path."""
-  num_aug, seed = _common(cfg)
-  csv_dir, hf_repo, origin = build.csv_source(cfg, 'sapientinc/sudoku-extreme')
-  subsample = build.config_field(cfg, 'subsample_size', int, 0, lo=0)
-  difficulty = build.config_field(cfg, 'min_difficulty', int, 0, lo=0)
-  name = f'sudoku-csv-{origin}-sub{subsample or "all"}-d{difficulty}-aug{num_aug}-s{seed}'
-  return name, functools.partial(
-    build_from_csv,
-    csv_dir=csv_dir,
-    hf_repo=hf_repo,
-    subsample_size=subsample or None,
-    min_difficulty=difficulty or None,
-    num_aug=num_aug,
-    seed=seed,
-  )
+_COMMON = (build.Field('num_aug', int, 0, lo=0), build.Field('seed', int, 0, lo=0))
+
+# Folder names encode every parameter, so a changed config never reuses another's cached build;
+# they must not change, or existing workdirs stop finding their datasets.
+SOURCES = {
+  'generate': build.Source(
+    fields=(
+      *_COMMON,
+      build.Field('num_train', int, lo=1),
+      build.Field('num_test', int, lo=1),
+      *_blank_range('train'),
+      *_blank_range('test'),
+    ),
+    name='sudoku-gen-n{num_train}-t{num_test}-aug{num_aug}-b{train_min_blanks}_{train_max_blanks}'
+    '-tb{test_min_blanks}_{test_max_blanks}-s{seed}',
+    builder=build_generated,
+    version=('generator.json', GENERATOR_VERSION),
+  ),
+  'csv': build.Source(
+    fields=(
+      *_COMMON,
+      build.CsvOrigin(HF_REPO),
+      build.Field('subsample_size', int, 0, lo=0, none_if_zero=True, zero_tag='all'),
+      build.Field('min_difficulty', int, 0, lo=0, none_if_zero=True),
+    ),
+    name='sudoku-csv-{origin}-sub{subsample_size}-d{min_difficulty}-aug{num_aug}-s{seed}',
+    builder=build_from_csv,
+  ),
+}
 
 
 def prepare(data_cfg: Any, workdir: str) -> str:
   """Resolves a Sudoku ``data`` config to a dataset folder in the §6.1 format (§6.3).
 
-  ``source`` 'generate' (default) or 'csv' with their fields, see ``build.prepare_dataset``;
-  folders are named like ``sudoku-gen-n2000-t500-aug8-b30_50-tb35_55-s0``, and a generated one
-  from another generator version is rebuilt.
+  ``source`` 'generate' (default) or 'csv' with the fields of its ``SOURCES`` table, see
+  ``build.prepare_dataset``; folders are named like
+  ``sudoku-gen-n2000-t500-aug8-b30_50-tb35_55-s0``, and a generated one from another generator
+  version is rebuilt.
   """
-  return build.prepare_dataset(
-    data_cfg,
-    workdir,
-    {'generate': _generate_plan, 'csv': _csv_plan},
-    'generate',
-    {'generate': ('generator.json', GENERATOR_VERSION)},
-  )
+  return build.prepare_sources(data_cfg, workdir, SOURCES, 'generate')

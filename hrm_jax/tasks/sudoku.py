@@ -22,7 +22,7 @@ def data_config() -> dict:
     path='',  # an existing dataset folder; overrides everything below
     source='generate',  # generate (offline) | csv (published puzzles, local or downloaded)
     csv_dir='',  # folder with train.csv/test.csv; empty: download hf_repo
-    hf_repo='sapientinc/sudoku-extreme',
+    hf_repo=data.HF_REPO,
     subsample_size=1000,
     min_difficulty=0,
     num_aug=1000,
