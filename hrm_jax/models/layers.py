@@ -85,7 +85,7 @@ def apply_rope(x_BxSxHxK: jax.Array, rope: Rope) -> jax.Array:
   x = x_BxSxHxK.astype(jnp.float32)
   half = x.shape[-1] // 2
   rotated = jnp.concatenate([-x[..., half:], x[..., :half]], axis=-1)
-  out = x * cos[:, None, :] + rotated * sin[:, None, :]
+  out = x * cos[None, :, None, :] + rotated * sin[None, :, None, :]
   return out.astype(x_BxSxHxK.dtype)
 
 
