@@ -68,13 +68,12 @@ def _cpu(c):
 
 def _tiny(c):
   # Seconds on a CPU: what tests, the fault-injection drill and smoke checks train.
+  # The tests' shrinking (config.shrink): hidden 32, 2 heads, batch 16, M_max 4.
   _cpu(c)
-  c.model.update(hidden_size=32, num_heads=2, puzzle_emb_ndim=32)
-  c.act.halt_max_steps = 4
+  config_lib.shrink(
+    c, batch_size=16, steps=6, log_every=2, halt_max_steps=4, lr=3e-3, lr_warmup_steps=2
+  )
   c.data.update(num_train=64, num_test=32, num_aug=2)
-  c.train.update(global_batch_size=16, steps=6, eval_every=6, log_every=2)
-  c.eval.batch_size = 16
-  c.opt.update(lr=3e-3, puzzle_emb_lr=3e-3, lr_warmup_steps=2)
   c.log.tensorboard = False
 
 

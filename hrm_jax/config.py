@@ -1,6 +1,8 @@
 """Shared config defaults, validation and run-time resolution.
 
-`experiments/<task>.py` start from `base_config()` and override what their recipe changes.
+`experiments/<task>.py` start from `base_config(task)` (the shared defaults plus the task's
+`data` group, `hrm_jax/tasks/<task>.py`) and override what their recipe changes. The `model`
+group is validated by `models.model.ModelConfig`, the frozen value the network is built from.
 Sizes that come from the data (vocab, seq_len, number of puzzle ids) are never in a config:
 they are read from the dataset's metadata at run time.
 """
@@ -167,6 +169,53 @@ def use_trm(
   )
   c.act.update(halt_rule='zero', q_continue_loss=False)
   c.ema.update(enabled=True, rate=ema_rate)
+
+
+def shrink(
+  c: ml_collections.ConfigDict,
+  *,
+  hidden_size: int = 32,
+  batch_size: int = 4,
+  steps: int = 1,
+  eval_every: int | None = None,
+  log_every: int | None = None,
+  eval_batch_size: int | None = None,
+  halt_max_steps: int | None = None,
+  lr: float | None = None,
+  lr_warmup_steps: int | None = 1,
+) -> ml_collections.ConfigDict:
+  """`c` at test size, in place (and returned): the one shrinking of the `tiny` preset and of
+  the tests. Keeps what distinguishes a preset (arch, gradient, token mixer, cycles, prefix
+  length, halting rule, EMA), so a few steps exercise its code path.
+
+  Model: `hidden_size` (and puzzle_emb_ndim, unless 0), ≤ 2 layers per network, fp32, 2 heads
+  (a preset's 12 are kept: the `direct` baseline's non-dividing count, head_dim 2, o_proj
+  24 -> 32). Schedule: global batch `batch_size`, `steps` optimizer steps, an evaluation every
+  `eval_every` (default: at the end), eval batch `eval_batch_size` (default `batch_size`);
+  `lr_warmup_steps` 1 gives the full lr from step 1, so that one step visibly moves every weight
+  (even q_head's bias −5). `log_every`, `halt_max_steps`, `lr` (also the puzzle-embedding lr)
+  and `lr_warmup_steps` are kept when None. Data sizes are the caller's (they are per task).
+  """
+  m = c.model
+  m.update(
+    hidden_size=hidden_size,
+    num_heads=12 if m.num_heads == 12 else 2,
+    H_layers=min(m.H_layers, 2),
+    L_layers=min(m.L_layers, 2),
+    puzzle_emb_ndim=hidden_size if m.puzzle_emb_ndim else 0,
+    compute_dtype='float32',
+  )
+  c.train.update(global_batch_size=batch_size, steps=steps, eval_every=eval_every or steps)
+  if log_every is not None:
+    c.train.log_every = log_every
+  c.eval.batch_size = eval_batch_size or batch_size
+  if halt_max_steps is not None:
+    c.act.halt_max_steps = halt_max_steps
+  if lr is not None:
+    c.opt.update(lr=lr, puzzle_emb_lr=lr)
+  if lr_warmup_steps is not None:
+    c.opt.lr_warmup_steps = lr_warmup_steps
+  return c
 
 
 class ConfigError(ValueError):

@@ -83,23 +83,45 @@ def test_scaling_table_matches_eval_and_prs_are_finite(tiny_run):
     }
     assert row['steps'] == m and 1 <= row['qhalt_steps'] <= m
     assert row['count'] == cfg.data.num_test
-  # Segment M of the rollout is the training loop's evaluation at M_max = M.
-  for k in ('exact_accuracy', 'accuracy', 'blank_accuracy'):
-    np.testing.assert_allclose(table[M][k], metrics[k], rtol=1e-5, atol=1e-6)
-  # ... and segment 2M is `--mode=eval --config.eval.halt_max_steps=2M` (evaluate.run_eval).
+  # Segment M of the rollout is the training loop's evaluation at M_max = M, and segment 2M is
+  # `--mode=eval --config.eval.halt_max_steps=2M` (evaluate.run_eval): both equal to M (2M)
+  # segments run one by one here, up to summation order (helpers.assert_eval_close).
   ecfg = loaded.cfg.copy_and_resolve_references()
   ecfg.eval.halt_max_steps = 2 * M
   mesh = sharding.Mesh()
   eval_fn = evaluate.make_eval_fn(ecfg, loaded.graphdef, mesh)
-  split = data_format.load_split(tasks.prepare_data(ecfg, workdir), 'test')
+  split_dir = tasks.prepare_data(ecfg, workdir)
+  split = data_format.load_split(split_dir, 'test')
   again = evaluate.run_eval(ecfg, eval_fn, loaded.state, split, mesh)
-  np.testing.assert_allclose(table[2 * M]['blank_accuracy'], again['blank_accuracy'], rtol=1e-5)
+  s = loaded.state
+  everything = helpers.test_examples(split_dir)
+  for m, evaluations in ((M, (table[M], metrics)), (2 * M, (table[2 * M], again))):
+    want = helpers.manual_eval(loaded.graphdef, s.params, s.buffers, s.puzzle_emb, everything, m)
+    for got in evaluations:
+      helpers.assert_eval_close(got, want)
 
   pr = measures.participation_ratios(loaded, rollout.eval_batches(loaded, 16), M, (4, 16))
   assert pr['num_samples'] == 16 * M and pr['curve_sizes'] == [4, 16]
   for v in (pr['pr_h'], pr['pr_l'], *pr['curve_h'], *pr['curve_l']):
     assert 1.0 <= v <= 16 * M
   assert pr['curve_h'][-1] == pr['pr_h']
+  # The same ratios through the covariance's eigenvalues (float64 SVD), from the states the
+  # rollout gives for these 16 puzzles (one code path: tests/rollout_test.py checks that those
+  # states are model.segment's), so only the ratio's own float64 arithmetic differs.
+  batch = next(rollout.eval_batches(loaded, 16))
+  traj = rollout.rollout(loaded, batch, M, keep='segments')
+  for name in ('h', 'l'):
+    z = np.swapaxes(getattr(traj, f'z_{name.upper()}'), 0, 1)  # [puzzles, M, S, D]
+    want = [_pr_by_eigenvalues(z[:n].reshape(n * M, -1)) for n in (4, 16)]
+    np.testing.assert_allclose(pr[f'curve_{name}'], want, rtol=1e-9, err_msg=name)
+    assert pr[f'pr_{name}'] == pr[f'curve_{name}'][-1]
+
+
+def _pr_by_eigenvalues(X):
+  """(Σλ)² / Σλ² of the eigenvalues λ of the covariance of the rows of X (float64)."""
+  Xc = np.asarray(X, np.float64) - np.mean(X, axis=0, dtype=np.float64)
+  lam = np.linalg.svd(Xc, compute_uv=False) ** 2  # ∝ the covariance's eigenvalues
+  return lam.sum() ** 2 / (lam**2).sum()
 
 
 def _override_flags(cfg, preset_cfg, prefix='--config'):
@@ -142,8 +164,13 @@ def test_analyze_cli_end_to_end(tiny_run, tmp_path):
   lines = dict(line.split(': ', 1) for line in r.stdout.splitlines() if ': ' in line)
   for name in ('pr_h', 'pr_l', 'pr_h_random', 'pr_l_random', 'residual_baseline_l_last'):
     assert np.isfinite(float(lines[name])), name
+  # The scaling figures are those of m segments on the first 16 test puzzles, recomputed here.
+  _, graphdef, state, _, _ = evaluate.load_trained(cfg, workdir)
+  batch = helpers.test_examples(tasks.prepare_data(cfg, workdir), 16)
   for m in (1, 2, 4):
-    assert 0.0 <= float(lines[f'scaling_m{m}_exact_accuracy']) <= 1.0
+    want = helpers.manual_eval(graphdef, state.params, state.buffers, state.puzzle_emb, batch, m)
+    got = {k: float(lines[f'scaling_m{m}_{k}']) for k in ('exact_accuracy', 'blank_accuracy')}
+    helpers.assert_eval_close(got, want, rel=1e-5)  # the command prints 6 significant digits
   for png in ('residuals', 'participation', 'scaling', 'predictions', 'training_curves'):
     assert (out / f'{png}.png').read_bytes()[:8] == b'\x89PNG\r\n\x1a\n', png
   assert lines['step'] == str(cfg.train.steps)

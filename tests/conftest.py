@@ -1,14 +1,22 @@
 """Shared fixtures: one tiny end-to-end training run reused by several tests.
 
-Tests run on CPU in fp32 with tiny models (hidden ≤ 64) so the suite fits CI's 2 cores.
+Tests run on CPU in fp32 with tiny models (hidden ≤ 64) so the suite fits CI's 2 cores, with
+jax_numpy_rank_promotion='raise'.
 """
 
 import os
 
 os.environ.setdefault('JAX_PLATFORMS', 'cpu')
+# Implicit rank promotion (e.g. [B] + [B, L]) is an error in every test: broadcasting must be
+# written out ([:, None]), in the tests and in the library code they run, in this process and
+# in the `python -m hrm_jax...` subprocesses some tests start (they inherit the environment).
+os.environ['JAX_NUMPY_RANK_PROMOTION'] = 'raise'
 
+import jax  # noqa: E402
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
+
+jax.config.update('jax_numpy_rank_promotion', 'raise')
 
 from tests import helpers  # noqa: E402
 

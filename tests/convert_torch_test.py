@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 from hrm_jax import config as config_lib
-from hrm_jax import evaluate
+from hrm_jax import evaluate, tasks
 from hrm_jax import train_step as ts
 from hrm_jax.tools import convert_torch as ct
 from tests import helpers
@@ -26,7 +26,7 @@ P = '_orig_mod.model.inner.'  # what the reference's compiled loss-head model sa
 
 
 def _config(name: str):
-  return helpers.shrink(helpers.load_config('experiments/sudoku.py', PRESETS[name]))
+  return helpers.small(helpers.load_config('experiments/sudoku.py', PRESETS[name]))
 
 
 def _random_weights(cfg, seed: int = 0, num_ids: int = 3):
@@ -209,14 +209,17 @@ def test_pt_file_converts_through_the_cli_and_evaluates(tmp_path, capsys):
   assert r.returncode == 0, r.stderr
   assert 'step=7 vocab=11 seq_len=81 puzzle_ids=1' in r.stdout
 
-  _, _, state, step, meta = evaluate.load_trained(cfg, workdir)
+  _, graphdef, state, step, meta = evaluate.load_trained(cfg, workdir)
   assert step == 7 and (meta.vocab_size, meta.seq_len, meta.num_puzzle_identifiers) == (11, 81, 1)
   chex.assert_trees_all_equal(jax.device_get(state.params), params)
   chex.assert_trees_all_equal(jax.device_get(state.buffers), buffers)
 
   metrics = evaluate.evaluate_checkpoint(cfg, workdir)
   assert metrics['count'] == cfg.data.num_test
-  assert 0.0 <= metrics['accuracy'] <= 1.0
+  # The converted weights' figures: M_max segments of exactly those weights, recomputed here.
+  batch = helpers.test_examples(tasks.prepare_data(cfg, workdir))
+  want = helpers.manual_eval(graphdef, params, buffers, table, batch, cfg.act.halt_max_steps)
+  helpers.assert_eval_close(metrics, want)
   assert 'eval step=7 exact_accuracy=' in capsys.readouterr().out
 
   # A second conversion into the same workdir is refused rather than mixed in.

@@ -1,7 +1,8 @@
-"""Shared test helpers: load experiment configs by path, tiny configs."""
+"""Shared test helpers: load experiment configs by path, small configs (`small`)."""
 
 import importlib.util
 import json
+import math
 import os
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -24,11 +25,27 @@ def preset_names(path: str) -> list[str]:
   return sorted(_experiment(path).PRESETS)
 
 
+def small(cfg, **kw):
+  """`cfg` at test size: `hrm_jax.config.shrink` (see its keywords), the one shrinking every
+  test and the `tiny` preset use. Defaults: hidden 32, batch 4, one step at full lr."""
+  from hrm_jax import config as config_lib
+
+  return config_lib.shrink(cfg, **kw)
+
+
 def tiny_config(preset: str = 'cpu'):
-  """A CPU preset (HRM `cpu` or TRM `trm_cpu`) made tiny: seconds per run on 2 CPU cores."""
-  cfg = load_config('experiments/sudoku.py', preset)
-  cfg.model.update(hidden_size=32, num_heads=2, puzzle_emb_ndim=32)
-  cfg.act.halt_max_steps = 4
+  """A Sudoku CPU preset (HRM `cpu` or TRM `trm_cpu`) made small enough to train for 40 steps in
+  seconds on 2 CPU cores: `small` with batch 16 and M_max 4, on 64 easy training puzzles."""
+  cfg = small(
+    load_config('experiments/sudoku.py', preset),
+    batch_size=16,
+    steps=40,
+    eval_every=20,
+    log_every=10,
+    halt_max_steps=4,
+    lr=3e-3,
+    lr_warmup_steps=5,
+  )
   cfg.data.update(
     num_train=64,
     num_test=32,
@@ -38,9 +55,6 @@ def tiny_config(preset: str = 'cpu'):
     test_min_blanks=35,
     test_max_blanks=40,
   )
-  cfg.train.update(global_batch_size=16, steps=40, eval_every=20, log_every=10)
-  cfg.eval.update(batch_size=16)
-  cfg.opt.update(lr=3e-3, puzzle_emb_lr=3e-3, lr_warmup_steps=5)
   return cfg
 
 
@@ -66,29 +80,6 @@ def records(workdir: str, split: str) -> list[dict]:
   """The metrics.jsonl records of `workdir` whose split is `split` (train, eval, meta)."""
   with open(os.path.join(workdir, 'metrics.jsonl')) as f:
     return [r for r in map(json.loads, f) if r['split'] == split]
-
-
-def shrink(cfg, batch_size: int = 4):
-  """A preset at test size: hidden 32, ≤ 2 layers per network, fp32, a small batch.
-
-  Keeps what distinguishes the preset (arch, gradient, token mixer, cycles, heads of a
-  non-dividing head count, halting, EMA), so one train step exercises its code path.
-  """
-  m = cfg.model
-  heads = 12 if m.num_heads == 12 else 2  # 12 heads at hidden 32: head_dim 2, o_proj 24 -> 32
-  m.update(
-    hidden_size=32,
-    num_heads=heads,
-    H_layers=min(m.H_layers, 2),
-    L_layers=min(m.L_layers, 2),
-    puzzle_emb_ndim=32,
-    compute_dtype='float32',
-  )
-  cfg.train.update(global_batch_size=batch_size, steps=1, eval_every=1)
-  cfg.eval.update(batch_size=batch_size)
-  # Full lr from step 1, so that one step visibly moves every weight (even q_head's bias −5).
-  cfg.opt.lr_warmup_steps = 1
-  return cfg
 
 
 # `python -m hrm_jax.main` flags for a run of seconds: the `tiny` preset (hidden 32, 6 steps).
@@ -136,6 +127,149 @@ def trained_params(workdir: str):
 
   _, _, state, _, _ = evaluate.load_trained(workdir_lib.saved_config(workdir), workdir)
   return jax.device_get((state.params, state.puzzle_emb, ts.eval_params(state)))
+
+
+U = 2.0**-24  # fp32 unit roundoff
+
+
+def state_tol(model_cfg, S: int, evals: int) -> float:
+  """How far two compilations of the same fp32 network may move a state after `evals`
+  sequential cell evaluations (jitted vs not, scanned vs looped, another CPU's kernels).
+
+  Programs that compute the same thing may sum a contraction's n terms in another order. The
+  probabilistic rounding-error bound (Higham & Mary, SIAM J. Sci. Comput. 41(5), 2019: a sum of
+  n terms, in any order, is off by at most λ·sqrt(n)·u·Σ|terms| with probability at least
+  1 − 2·exp(−λ²/2); u = 2^-24) with λ = 6 (failure probability 3e-8 per sum) gives each
+  evaluation λ·sqrt(n)·u·sqrt(D): the states are RMS-normalised rows of D entries (none above
+  sqrt(D)) and n is the widest contraction (a SwiGLU's hidden width, over channels or over the
+  S positions for the MLP mixer, or attention's sum over S). Each evaluation passes earlier
+  differences on through a post-norm block (Lipschitz ≈ 1), so they add up over `evals`. A
+  wrong schedule or a missing step moves states by O(1).
+  """
+  from hrm_jax.models import layers
+
+  D = model_cfg.hidden_size
+  widths = [D, S, layers.swiglu_width(D, model_cfg.expansion)]
+  if model_cfg.token_mixer == 'mlp':
+    widths.append(layers.swiglu_width(S, model_cfg.expansion))
+  lam = 6.0
+  return evals * lam * math.sqrt(max(widths)) * U * math.sqrt(D)
+
+
+def segment_evals(model_cfg, M: int) -> int:
+  """Cell evaluations in M segments: N·(T + 1) each, one for the transformer baseline."""
+  if model_cfg.arch == 'transformer':
+    return M
+  return M * model_cfg.H_cycles * (model_cfg.L_cycles + 1)
+
+
+def logit_tol(params, z_tol: float) -> float:
+  """What a difference ≤ z_tol in every entry of z_H can change a logit by: z_tol times the
+  largest column L1 norm of the heads' kernels (lm_head, q_head); biases are the same."""
+  import numpy as np
+
+  kernels = [np.asarray(params[h]['kernel']) for h in ('lm_head', 'q_head')]
+  return z_tol * max(float(np.abs(k).sum(0).max()) for k in kernels)
+
+
+def assert_eval_close(got: dict, want: dict, rel: float = 1e-6) -> None:
+  """`got` (metrics of an evaluation) equals `want` (`manual_eval` of the same weights), up to
+  what a difference ≤ delta = want['logit_tol'] in every logit can change.
+
+  The mean stablemax loss moves by at most 2·delta (d log p / d logit is within [-1, 1] for
+  every logit, and sums to ≤ 1 over the normaliser); an argmax may change only where the top
+  two logits are within 2·delta, so every other prediction, hence the count and the accuracies
+  up to those positions, must be the same. `rel`: the relative rounding of the figures
+  themselves (float32 means; 1e-5 for 6-digit printouts). Only the figures `got` has are
+  compared (count, accuracy, exact_accuracy, blank_accuracy, lm_loss).
+  """
+  import numpy as np
+
+  delta = want['logit_tol']
+  assert got.get('count', want['count']) == want['count']
+  flip, mask, rows, blank = (want[k] for k in ('margin_flip', 'mask', 'rows', 'blank'))
+  flip = flip(2 * delta) & mask & rows[:, None]
+  n = np.maximum(mask.sum(-1), 1)
+  bounds = dict(
+    accuracy=float((flip.sum(-1) / n)[rows].mean()) if rows.any() else 0.0,
+    exact_accuracy=float(flip.any(-1)[rows].mean()) if rows.any() else 0.0,
+    blank_accuracy=float((flip & blank).sum() / max(blank.sum(), 1)),
+    lm_loss=2 * delta,
+  )
+  for k, bound in bounds.items():
+    if k not in got:
+      continue
+    assert abs(got[k] - want[k]) <= bound + rel * abs(want[k]) + 1e-9, (k, got[k], want[k], bound)
+
+
+def manual_eval(graphdef, params, buffers, puzzle_emb, batch: dict, M: int) -> dict:
+  """Evaluation at M_max = M recomputed without `eval_step`: M calls of `model.segment` from a
+  Python loop, the heads on the last z_H, and the metrics in float64 numpy from the argmax.
+
+  Returns numpy `preds` [B, L], `z_H`, `z_L` [M, B, S, D] (the states after each segment),
+  `margin_flip(eps)` (positions whose top-two logits are within eps), `mask`, `rows`, `blank`
+  (scored cells, scored rows, blank cells), `logit_tol` (how far another compilation of these
+  M segments may move a logit: `state_tol`, `logit_tol`), and
+  over the rows with a scored label: `count`, `accuracy` (mean token accuracy), `exact_accuracy`,
+  `blank_accuracy` (pooled over cells whose input differs from the label) and `lm_loss` (mean
+  stablemax cross-entropy), as `evaluate.run_eval` reports them.
+  """
+  import jax
+  import numpy as np
+  from flax import nnx
+
+  ids = np.asarray(batch['puzzle_identifiers'])
+  inputs, labels = np.asarray(batch['inputs']), np.asarray(batch['labels'])
+
+  @jax.jit
+  def segment(params, z_H, z_L, x):
+    return nnx.merge(graphdef, params, buffers).segment(z_H, z_L, x)
+
+  model = nnx.merge(graphdef, params, buffers)
+  x = model.embed(inputs, np.asarray(puzzle_emb)[ids])
+  z_H, z_L = model.initial_state(len(ids))
+  states = []
+  for _ in range(M):
+    z_H, z_L = segment(params, z_H, z_L, x)
+    states.append((np.asarray(z_H), np.asarray(z_L)))
+  logits = np.asarray(model.heads(z_H)[0], np.float64)
+  preds = logits.argmax(-1)
+  mask = labels != -100
+  rows = mask.any(-1)
+  correct = (preds == labels) & mask
+  n = np.maximum(mask.sum(-1), 1)
+  s = np.where(logits < 0, 1 / (1 - np.minimum(logits, 0)), logits + 1)  # stablemax
+  log_p = np.log(s) - np.log(s.sum(-1, keepdims=True))
+  nll = -np.take_along_axis(log_p, np.where(mask, labels, 0)[..., None], -1)[..., 0]
+  blank = (inputs != labels) & mask & rows[:, None]
+  top2 = np.sort(logits, -1)[..., -2:]
+  margin = top2[..., 1] - top2[..., 0]
+  z_tol = state_tol(model.cfg, model.total_len, segment_evals(model.cfg, M))
+  return dict(
+    preds=preds,
+    logit_tol=logit_tol(params, z_tol),
+    margin_flip=lambda eps: margin <= eps,  # positions whose argmax a change of eps may flip
+    mask=mask,
+    rows=rows,
+    blank=blank,
+    z_H=np.stack([h for h, _ in states]),
+    z_L=np.stack([l for _, l in states]),
+    count=float(rows.sum()),
+    accuracy=float((correct.sum(-1) / n)[rows].mean()),
+    exact_accuracy=float((correct.sum(-1) == mask.sum(-1))[rows].mean()),
+    blank_accuracy=float((correct & blank).sum() / max(blank.sum(), 1)),
+    lm_loss=float((np.where(mask, nll, 0).sum(-1) / n)[rows].mean()),
+  )
+
+
+def test_examples(data_dir: str, num_examples: int = 0) -> dict:
+  """The first `num_examples` (0: all) examples of the test split of `data_dir`, as one numpy
+  batch (`inputs`, `labels` with -100, `puzzle_identifiers`)."""
+  from hrm_jax.data import format as data_format
+  from hrm_jax.data import loader
+
+  split = data_format.load_split(data_dir, 'test')
+  return next(loader.eval_batches(split, num_examples or split.num_examples))
 
 
 TIMING_KEYS = ('steps_per_s',)

@@ -26,20 +26,9 @@ def test_paper_sudoku_config_has_27_275_266_parameters():
 
 
 def _tiny_cfg(**model):
-  cfg = config_lib.base_config()
-  cfg.model.update(
-    dict(
-      dict(
-        hidden_size=16,
-        num_heads=2,
-        H_layers=1,
-        L_layers=1,
-        puzzle_emb_ndim=16,
-        compute_dtype='float32',
-      ),
-      **model,
-    )
-  )
+  """The base config at hidden 16 with one layer per network (`helpers.small`), then `model`."""
+  cfg = helpers.small(config_lib.base_config(), hidden_size=16)
+  cfg.model.update(dict(dict(H_layers=1, L_layers=1), **model))
   return cfg
 
 
@@ -123,6 +112,38 @@ def test_model_gradient_is_one_step():
   full = jax.grad(loss)(params, lambda model, x: model.segment(z_H, z_L, x))
   diff = jax.tree.map(lambda a, b: float(jnp.max(jnp.abs(a - b)) / jnp.max(jnp.abs(b))), full, g)
   assert max(jax.tree.leaves(diff['L_level'])) > 0.05, diff['L_level']
+
+
+class ModelVariantsTest(chex.TestCase):
+  """A segment and the heads compute the same thing jitted and not."""
+
+  @chex.variants(with_jit=True, without_jit=True)
+  def test_segment_is_the_hrm_schedule(self):
+    m = model_lib.ReasoningModel(_tiny_cfg(H_cycles=2, L_cycles=3).model, 11, 9, rngs=nnx.Rngs(0))
+    graphdef, params, buffers = ts.split_model(m)
+    inputs = jnp.asarray(np.random.default_rng(0).integers(0, 11, (2, 9)), jnp.int32)
+    rows = jax.random.normal(jax.random.key(3), (2, 16))
+
+    def forward(params, inputs, rows):
+      model = nnx.merge(graphdef, params, buffers)
+      x = model.embed(inputs, rows)
+      z_H, z_L = model.segment(*model.initial_state(2), x)
+      return model.heads(z_H), z_L
+
+    got = self.variant(forward)(params, inputs, rows)
+    # The §2.2 schedule unrolled op by op: N = 2 cycles of T = 3 f_L updates, then f_H.
+    x = m.embed(inputs, rows)
+    z_H, z_L = m.initial_state(2)
+    for _ in range(2):
+      for _ in range(3):
+        z_L = m.f_L(z_L, z_H + x)
+      z_H = m.f_H(z_H, z_L)
+    # The same ops jitted (fused) and not: equal up to summation order (helpers.state_tol).
+    tol = helpers.state_tol(m.cfg, 9 + m.prefix_len, helpers.segment_evals(m.cfg, 1))
+    chex.assert_trees_all_close(got[1], z_L, atol=tol, rtol=0)
+    delta = helpers.logit_tol(params, tol)
+    chex.assert_trees_all_close(got[0], m.heads(z_H), atol=delta, rtol=0)
+    chex.assert_shape(got[0][0], (2, 9, 11))
 
 
 @pytest.mark.parametrize(
@@ -231,3 +252,23 @@ def test_maze_and_arc_parameter_counts(path, preset, vocab, count):
   _, params, _ = nnx.split(model, nnx.Param, layers.Buffer)
   assert ts.count_params(nnx.to_pure_dict(params)) == count
   assert model.total_len == 900 + (16 if cfg.model.arch == 'trm' else 1)
+
+
+def test_model_config_is_frozen_hashable_and_validated_once():
+  import dataclasses
+
+  from hrm_jax.models import model as model_lib
+
+  cfg = helpers.load_config('experiments/sudoku.py', 'trm_cpu')
+  m = model_lib.ModelConfig.from_config(cfg.model)
+  assert m == model_lib.ModelConfig.from_config(cfg.model.to_dict())
+  assert hash(m) == hash(model_lib.ModelConfig.from_config(cfg.model))
+  with pytest.raises(dataclasses.FrozenInstanceError):
+    m.hidden_size = 8
+  with pytest.raises(ValueError, match=r'^model\.H_cycles: must be >= 1, got 0$'):
+    dataclasses.replace(m, H_cycles=0)
+  with pytest.raises(ValueError, match=r'^model\.hiden_size: unknown field'):
+    model_lib.ModelConfig.from_config({**cfg.model.to_dict(), 'hiden_size': 3})
+  # The graphdef holds the frozen config, so it is hashable: a static jit argument.
+  graphdef, _ = ts.init_state(config_lib.resolve(cfg, 1.0), 11, 81, 2)
+  assert hash(graphdef) == hash(ts.init_state(config_lib.resolve(cfg, 1.0), 11, 81, 2)[0])

@@ -33,10 +33,21 @@ def test_loss_falls_and_metrics_are_logged(tiny_run):
     assert key in train_logs[-1], key
   evals = helpers.records(workdir, 'eval')
   assert [r['step'] for r in evals] == [20, 40]
-  assert evals[-1]['steps'] == cfg.act.halt_max_steps  # evaluation runs M_max segments
+  assert evals[-1]['steps'] == evals[-1]['M_max'] == cfg.act.halt_max_steps
   assert evals[-1]['count'] == cfg.data.num_test
-  assert 0.0 <= metrics['blank_accuracy'] <= 1.0
   assert metrics == {k: v for k, v in evals[-1].items() if k in metrics}
+  # The logged figures are those of M_max segments of the final weights, recomputed here.
+  helpers.assert_eval_close(metrics, _manual_eval(cfg, workdir, cfg.act.halt_max_steps))
+
+
+def _manual_eval(cfg, workdir: str, M: int) -> dict:
+  """helpers.manual_eval of the latest checkpoint in `workdir` on its whole test split."""
+  from hrm_jax import tasks
+
+  _, graphdef, state, _, _ = evaluate.load_trained(cfg, workdir)
+  batch = helpers.test_examples(tasks.prepare_data(cfg, workdir))
+  params = ts.eval_params(state)
+  return helpers.manual_eval(graphdef, params, state.buffers, state.puzzle_emb, batch, M)
 
 
 def _tensorboard_tags(logdir: str) -> dict[str, list[int]]:
@@ -114,3 +125,15 @@ def test_eval_with_raised_M_max_on_another_folder(tiny_run):
   metrics = evaluate.evaluate_checkpoint(cfg, workdir, eval_data=data_dir)
   assert metrics['steps'] == 2 * 4
   assert metrics['count'] == cfg.data.num_test
+  # It ran 2·M_max segments: its figures are those of 2·M_max segments run one by one, and the
+  # loss differs from M_max segments' far beyond that agreement.
+  M = cfg.act.halt_max_steps
+  want, fewer = _manual_eval(cfg, workdir, 2 * M), _manual_eval(cfg, workdir, M)
+  helpers.assert_eval_close(metrics, want)
+  # Farther apart than both agreements together (2·delta each) could bridge.
+  apart = 2 * (want['logit_tol'] + fewer['logit_tol'])
+  assert abs(want['lm_loss'] - fewer['lm_loss']) > max(1e-2 * want['lm_loss'], apart), (
+    want['lm_loss'],
+    fewer['lm_loss'],
+    apart,
+  )
