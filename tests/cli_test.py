@@ -17,6 +17,7 @@ COMMANDS = {
   'hrm_jax.main': 'workdir',
   'hrm_jax.analyze': 'scaling_m',
   'hrm_jax.analysis': 'scaling_m',
+  'hrm_jax.solve': 'from_test',
   'hrm_jax.bench': 'memory_sweep',
   'hrm_jax.convert_torch': 'checkpoint',
   'hrm_jax.tools.bench': 'memory_sweep',

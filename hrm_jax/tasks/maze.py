@@ -54,3 +54,49 @@ def draw(path: str, inputs: np.ndarray, labels: np.ndarray, preds_MxL: np.ndarra
   from hrm_jax.analysis import plots
 
   return plots.maze(path, inputs, np.asarray(labels), preds_MxL[-1])
+
+
+# ---------------------------------------------------------------------------------------------
+# `python -m hrm_jax.solve`: mazes as text, checked by the rules
+
+
+def parse_puzzle(text: str) -> np.ndarray:
+  """Tokens int32 [size²] of a square maze written as `size` lines of `#` (wall), ' ' (free),
+  `S` and `G` (blank lines dropped; a line shorter than the others is padded with free cells
+  only if it lost trailing spaces). ValueError for a non-square maze, another character, or not
+  exactly one S and one G."""
+  rows = [line.rstrip('\n') for line in text.splitlines() if line.strip()]
+  size = len(rows)
+  if size < 2 or any(len(r.rstrip()) > size for r in rows):
+    raise ValueError(f'a maze is a square of # (wall), space, S and G; got {size} lines')
+  grid = ''.join(r.ljust(size) for r in rows)
+  bad = sorted(set(grid) - set('# SG'))
+  if bad:
+    raise ValueError(f"a maze cell is '#', ' ', 'S' or 'G', got {bad}")
+  if grid.count('S') != 1 or grid.count('G') != 1:
+    raise ValueError(f'a maze has one S and one G, got {grid.count("S")} and {grid.count("G")}')
+  return maze_gen.CODE_TO_TOKEN[np.frombuffer(grid.encode(), np.uint8)].astype(np.int32)
+
+
+def is_solution(inputs: np.ndarray, answer: np.ndarray) -> bool:
+  """Whether `answer` [size²] marks a valid shortest S-G path in maze `inputs` and changes
+  nothing else (`maze_gen.valid_optimal`). No label is consulted."""
+  return bool(maze_gen.valid_optimal(np.asarray(inputs)[None], np.asarray(answer)[None])[0])
+
+
+def text_grid(tokens: np.ndarray, inputs: np.ndarray, changed: np.ndarray, colour: bool) -> str:
+  """The maze of tokens [size²] as `size` lines of `# SGo`. A cell in `changed` that is now on
+  the path is shown 'O', any other changed cell 'x' (in yellow with `colour`; the path in blue)."""
+  del inputs
+  size = int(np.sqrt(len(tokens)))
+  out = []
+  for i, t in enumerate(np.asarray(tokens)):
+    ch = maze_gen.CHARSET[t - 1] if 1 <= t <= len(maze_gen.CHARSET) else '?'
+    if changed[i]:
+      ch = 'O' if ch == 'o' else 'x'
+    if colour and changed[i]:
+      ch = f'\033[33m{ch}\033[0m'
+    elif colour and ch == 'o':
+      ch = f'\033[34m{ch}\033[0m'
+    out.append(ch)
+  return '\n'.join(''.join(out[r * size : (r + 1) * size]) for r in range(size))

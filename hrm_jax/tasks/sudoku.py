@@ -61,3 +61,63 @@ def draw(path: str, inputs: np.ndarray, labels: np.ndarray, preds_MxL: np.ndarra
   M = len(preds_MxL)
   segments = sorted({1, 2, 3, M // 2, M} - {0}) if M > 5 else None
   return plots.sudoku_segments(path, inputs, np.asarray(labels), preds_MxL, segments)
+
+
+# ---------------------------------------------------------------------------------------------
+# `python -m hrm_jax.solve`: puzzles as text, checked by the rules
+
+
+def parse_puzzle(text: str) -> np.ndarray:
+  """Tokens int32 [81] of a Sudoku written as 81 digits, row by row, 0 or '.' for a blank
+  (whitespace and '|', '-', '+' separators ignored). ValueError for another length, another
+  character, or givens that already break a rule (a digit twice in a row, column or box)."""
+  chars = [c for c in text if not c.isspace() and c not in '|-+']
+  if len(chars) != 81:
+    raise ValueError(f'a Sudoku has 81 cells, got {len(chars)} (digits 1-9, 0 or . for blanks)')
+  bad = sorted({c for c in chars if c not in '.0123456789'})
+  if bad:
+    raise ValueError(f'a Sudoku cell is 1-9, 0 or ., got {bad}')
+  values = np.array([0 if c == '.' else int(c) for c in chars], np.int32)
+  grid = values.reshape(9, 9)
+  boxes = grid.reshape(3, 3, 3, 3).transpose(0, 2, 1, 3).reshape(9, 9)
+  for kind, units in (('row', grid), ('column', grid.T), ('box', boxes)):
+    for i, unit in enumerate(units):
+      given = unit[unit > 0]
+      if len(given) != len(set(given.tolist())):
+        raise ValueError(f'impossible givens: {kind} {i + 1} repeats a digit')
+  return values + 1
+
+
+def is_solution(inputs: np.ndarray, answer: np.ndarray) -> bool:
+  """Whether token grid `answer` [81] solves puzzle `inputs` [81] by the rules: every row,
+  column and box holds 1..9 once, and every given is kept. No label is consulted."""
+  inputs, answer = np.asarray(inputs), np.asarray(answer)
+  digits = answer - 1
+  if digits.min() < 1 or digits.max() > 9:
+    return False
+  kept = (inputs <= 1) | (inputs == answer)
+  return bool(kept.all() and data.is_valid_solution(digits)[0])
+
+
+def text_grid(tokens: np.ndarray, inputs: np.ndarray, changed: np.ndarray, colour: bool) -> str:
+  """The grid of tokens [81] as 11 lines with box separators, a blank as '.'. Each cell is two
+  characters: the digit and a mark, '*' when the cell is in `changed` [81]; with `colour` the
+  givens (non-blank `inputs`) are bold and changed cells yellow as well."""
+  lines = []
+  for r in range(9):
+    if r and r % 3 == 0:
+      lines.append('------+-------+------')
+    cells = []
+    for c in range(9):
+      i = 9 * r + c
+      t = int(tokens[i])
+      ch = str(t - 1) if 2 <= t <= 10 else '.'
+      if colour and inputs[i] > 1:
+        ch = f'\033[1m{ch}\033[0m'
+      elif colour and changed[i]:
+        ch = f'\033[33m{ch}\033[0m'
+      cells.append(ch + ('*' if changed[i] else ' '))
+      if c in (2, 5):
+        cells.append('| ')
+    lines.append(''.join(cells).rstrip())
+  return '\n'.join(lines)
