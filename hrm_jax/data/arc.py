@@ -19,7 +19,7 @@ pairs go to the test split when the task's subset is in ``test_subsets`` and to 
 otherwise (evaluation demonstrations are trained on, evaluation test outputs held out). Grids
 are encoded on the canvas by ``grids.encode_grid``; training pairs are placed at random offsets
 (one pair per variant stays at (0, 0)), test pairs at (0, 0). ``test_puzzles.json`` keeps the
-raw test-subset tasks for the evaluator (`hrm_jax.arc_eval`), ``build.json`` the counts.
+raw test-subset tasks for the evaluator (`hrm_jax.evaluators.arc`), ``build.json`` the counts.
 
 Departures from the reference builder: all randomness comes from ``seed`` through
 ``np.random.Generator`` (the reference's translation offsets, shuffles and augmentation use the
