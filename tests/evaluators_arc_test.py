@@ -1,4 +1,4 @@
-"""ARC evaluation (hrm_jax.evaluators.arc): voting, pass@K under both credit rules, merge.
+"""ARC evaluation (hrm_jax.evaluators.arc): voting, pass@K under both rules, submission, merge.
 
 Every test builds a tiny dataset folder by hand (canvas 10, seq_len 100): task 'aaa' with one test
 input, 'bbb' with two, 'ccc' with one whose output is unknown; each task has five variants.
