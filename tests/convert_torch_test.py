@@ -26,7 +26,7 @@ P = '_orig_mod.model.inner.'  # what the reference's compiled loss-head model sa
 
 
 def _config(name: str):
-  return helpers.small(helpers.load_config('experiments/sudoku.py', PRESETS[name]))
+  return config_lib.shrink(helpers.load_config('experiments/sudoku.py', PRESETS[name]))
 
 
 def _random_weights(cfg, seed: int = 0, num_ids: int = 3):

@@ -25,18 +25,13 @@ def preset_names(path: str) -> list[str]:
   return sorted(_experiment(path).PRESETS)
 
 
-def small(cfg, **kw):
-  """`cfg` at test size: `hrm_jax.config.shrink` (see its keywords), the one shrinking every
-  test and the `tiny` preset use. Defaults: hidden 32, batch 4, one step at full lr."""
-  from hrm_jax import config as config_lib
-
-  return config_lib.shrink(cfg, **kw)
-
-
 def tiny_config(preset: str = 'cpu'):
   """A Sudoku CPU preset (HRM `cpu` or TRM `trm_cpu`) made small enough to train for 40 steps in
-  seconds on 2 CPU cores: `small` with batch 16 and M_max 4, on 64 easy training puzzles."""
-  cfg = small(
+  seconds on 2 CPU cores: `config.shrink` with batch 16 and M_max 4, on 64 easy training
+  puzzles."""
+  from hrm_jax import config as config_lib
+
+  cfg = config_lib.shrink(
     load_config('experiments/sudoku.py', preset),
     batch_size=16,
     steps=40,

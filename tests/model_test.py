@@ -26,8 +26,8 @@ def test_paper_sudoku_config_has_27_275_266_parameters():
 
 
 def _tiny_cfg(**model):
-  """The base config at hidden 16 with one layer per network (`helpers.small`), then `model`."""
-  cfg = helpers.small(config_lib.base_config(), hidden_size=16)
+  """The base config at hidden 16 with one layer per network (`config.shrink`), then `model`."""
+  cfg = config_lib.shrink(config_lib.base_config(), hidden_size=16)
   cfg.model.update(dict(dict(H_layers=1, L_layers=1), **model))
   return cfg
 

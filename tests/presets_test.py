@@ -1,6 +1,6 @@
 """Every Sudoku preset builds and runs one train step; EMA follows its update rule.
 
-The presets are shrunk to test size (helpers.small keeps arch, gradient schedule, mixer,
+The presets are shrunk to test size (config.shrink keeps arch, gradient schedule, mixer,
 cycles, halting and EMA); `--runslow` also runs each at its real size with a batch of 2.
 """
 
@@ -51,7 +51,7 @@ def _check_step(cfg, state0, state1, metrics):
 
 @pytest.mark.parametrize('preset', PRESETS)
 def test_preset_runs_one_train_step(preset):
-  cfg = helpers.small(helpers.load_config('experiments/sudoku.py', preset))
+  cfg = config_lib.shrink(helpers.load_config('experiments/sudoku.py', preset))
   _check_step(cfg, *_one_step(cfg))
 
 

@@ -118,8 +118,12 @@ def test_residuals_are_step_differences_and_baseline_freezes_z_H():
   base = rollout.rollout(loaded, batch, M, keep='none', baseline=True)
   assert base.z_H is None and (base.step_kind == rollout.LOW).all()
   assert (base.res_H == 0).all() and (base.res_L > 0).all()
-  # Its first T steps are the model's first T steps (same f_L, same injection z_H⁰ + x).
-  np.testing.assert_allclose(base.res_L[0, :2], traj.res_L[0, :2], rtol=1e-5)
+  # Its first T steps are the model's first T steps (same f_L, same injection z_H⁰ + x), in
+  # another program (the 'full' schedule): equal up to summation order, helpers.state_tol per
+  # entry after T = 2 evaluations, so at most sqrt(S·D) times that in a residual's norm.
+  m = loaded.model()
+  tol = np.sqrt(m.total_len * m.cfg.hidden_size) * helpers.state_tol(m.cfg, m.total_len, 2)
+  np.testing.assert_allclose(base.res_L[0, :2], traj.res_L[0, :2], atol=2 * tol, rtol=0)
 
 
 def test_load_restores_the_eval_weights(tiny_run):

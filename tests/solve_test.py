@@ -34,6 +34,11 @@ def test_sudoku_text_is_parsed_and_checked_by_the_rules(puzzles):
     sudoku.parse_puzzle(text[:80])
   with pytest.raises(ValueError, match='impossible givens: row 1 repeats'):
     sudoku.parse_puzzle('11' + '.' * 79)
+  with pytest.raises(ValueError, match='impossible givens: box 9 repeats'):
+    sudoku.parse_puzzle('.' * 60 + '7' + '.' * 9 + '7' + '.' * 10)
+  # No digit repeats, yet no solution: row 1 needs a 9 where column 9 already has one.
+  with pytest.raises(ValueError, match='impossible givens: the puzzle has no solution'):
+    sudoku.parse_puzzle('12345678.' + '........9' + '.' * 63)
   with pytest.raises(ValueError, match=r"got \['x'\]"):
     sudoku.parse_puzzle('x' + '.' * 80)
 

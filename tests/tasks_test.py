@@ -10,6 +10,7 @@ import os
 import numpy as np
 import pytest
 
+from hrm_jax import config as config_lib
 from hrm_jax import evaluate, tasks, train
 from hrm_jax.data import maze_gen
 from hrm_jax.evaluators.maze import MazeEvaluator
@@ -19,7 +20,7 @@ from tests import helpers
 def _small_run(path):
   """The `cpu` preset of `path` at 4 steps of batch 8, M_max 2 (its lr warm-up kept)."""
   cfg = helpers.load_config(path, 'cpu')
-  return helpers.small(
+  return config_lib.shrink(
     cfg, batch_size=8, steps=4, log_every=2, eval_batch_size=16, halt_max_steps=2,
     lr_warmup_steps=None,
   )  # fmt: skip
@@ -83,9 +84,6 @@ def test_arc_cpu_preset_end_to_end_with_pass_at_k_and_submission(tmp_path, capsy
 
 
 def test_registry_finds_every_task_module_and_refuses_others():
-  from hrm_jax import config as config_lib
-  from hrm_jax import tasks
-
   assert tasks.names() == ['arc', 'maze', 'sudoku']
   for name in tasks.names():
     task = tasks.get(name)

@@ -133,7 +133,7 @@ def test_train_step_traces_once_over_steps():
 def _temp_mb(gradient: str, N: int, T: int) -> float:
   """Temporary memory (MiB, XLA's memory analysis) of the compiled train step of the tiny HRM
   (hidden 32, one layer per module, batch 2) with N = H_cycles, T = L_cycles. Compiled, not run."""
-  cfg = helpers.small(helpers.load_config('experiments/sudoku.py', 'cpu'), batch_size=2)
+  cfg = config_lib.shrink(helpers.load_config('experiments/sudoku.py', 'cpu'), batch_size=2)
   cfg.model.update(gradient=gradient, H_cycles=N, L_cycles=T)
   return bench.train_step_temp_mb(config_lib.resolve(cfg, 1.0), (11, 81, 1))
 

@@ -204,8 +204,7 @@ def rollout(
   if keep not in KEEP:
     raise ValueError(f'keep must be one of {KEEP}, got {keep!r}')
   M = M or loaded.cfg.eval.halt_max_steps
-  if baseline:
-    step_kinds(loaded.cfg.model, baseline)  # raises for an arch without f_L
+  kinds = step_kinds(loaded.cfg.model, baseline)  # raises first for a baseline without f_L
   s = loaded.state
   outs = jax.device_get(
     _rollout(
@@ -220,4 +219,4 @@ def rollout(
       baseline=bool(baseline),
     )
   )
-  return Trajectory(step_kind=step_kinds(loaded.cfg.model, baseline), **outs)
+  return Trajectory(step_kind=kinds, **outs)

@@ -48,12 +48,20 @@ def metadata(num_groups: int, num_puzzles: int) -> Metadata:
   )
 
 
-def is_valid_solution(grids: np.ndarray) -> np.ndarray:
-  """bool [n]: each [81] (or [9, 9]) grid has every row, column and box a permutation of 1..9."""
+UNIT_NAMES = tuple(f'{kind} {i}' for kind in ('row', 'column', 'box') for i in range(1, 10))
+
+
+def units(grids: np.ndarray) -> np.ndarray:
+  """[n, 27, 9]: the cells of each [81] (or [9, 9]) grid by unit: rows 1-9, columns 1-9, boxes
+  1-9 (row-major), named by UNIT_NAMES."""
   g = np.asarray(grids).reshape(-1, 9, 9)
   boxes = g.reshape(-1, 3, 3, 3, 3).transpose(0, 1, 3, 2, 4).reshape(-1, 9, 9)
-  units = np.concatenate([g, g.transpose(0, 2, 1), boxes], axis=1)  # [n, 27, 9]
-  return (np.sort(units, axis=2) == np.arange(1, 10)).all(axis=(1, 2))
+  return np.concatenate([g, g.transpose(0, 2, 1), boxes], axis=1)
+
+
+def is_valid_solution(grids: np.ndarray) -> np.ndarray:
+  """bool [n]: each [81] (or [9, 9]) grid has every row, column and box a permutation of 1..9."""
+  return (np.sort(units(grids), axis=2) == np.arange(1, 10)).all(axis=(1, 2))
 
 
 # ---------------------------------------------------------------------------------------------

@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 
 from hrm_jax.data import sudoku as data
+from hrm_jax.data import sudoku_gen
 
 PAPER_PR = (89.95, 30.22)  # HRM paper §4, trained on Sudoku-Extreme: PR(z_H), PR(z_L)
 
@@ -70,7 +71,8 @@ def draw(path: str, inputs: np.ndarray, labels: np.ndarray, preds_MxL: np.ndarra
 def parse_puzzle(text: str) -> np.ndarray:
   """Tokens int32 [81] of a Sudoku written as 81 digits, row by row, 0 or '.' for a blank
   (whitespace and '|', '-', '+' separators ignored). ValueError for another length, another
-  character, or givens that already break a rule (a digit twice in a row, column or box)."""
+  character, or impossible givens: a digit twice in a row, column or box (named), or no
+  solution at all (`sudoku_gen.count_solutions`)."""
   chars = [c for c in text if not c.isspace() and c not in '|-+']
   if len(chars) != 81:
     raise ValueError(f'a Sudoku has 81 cells, got {len(chars)} (digits 1-9, 0 or . for blanks)')
@@ -78,13 +80,12 @@ def parse_puzzle(text: str) -> np.ndarray:
   if bad:
     raise ValueError(f'a Sudoku cell is 1-9, 0 or ., got {bad}')
   values = np.array([0 if c == '.' else int(c) for c in chars], np.int32)
-  grid = values.reshape(9, 9)
-  boxes = grid.reshape(3, 3, 3, 3).transpose(0, 2, 1, 3).reshape(9, 9)
-  for kind, units in (('row', grid), ('column', grid.T), ('box', boxes)):
-    for i, unit in enumerate(units):
-      given = unit[unit > 0]
-      if len(given) != len(set(given.tolist())):
-        raise ValueError(f'impossible givens: {kind} {i + 1} repeats a digit')
+  for name, unit in zip(data.UNIT_NAMES, data.units(values)[0]):
+    given = unit[unit > 0]
+    if len(given) != len(set(given.tolist())):
+      raise ValueError(f'impossible givens: {name} repeats a digit')
+  if sudoku_gen.count_solutions(values, limit=1) == 0:
+    raise ValueError('impossible givens: the puzzle has no solution')
   return values + 1
 
 
