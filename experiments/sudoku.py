@@ -99,29 +99,12 @@ def _trm_cpu(c):
   c.train.update(steps=1600, eval_every=400)
 
 
-def _trm_act_continue(c):
-  _trm(c)
-  c.act.update(halt_rule='q_continue', q_continue_loss=True)
+def _trm_ablation(name):
+  def preset(c):
+    _trm(c)
+    config_lib.apply(c, config_lib.TRM_ABLATIONS[name])
 
-
-def _trm_separate_nets(c):
-  _trm(c)
-  c.model.H_layers = 2
-
-
-def _trm_no_ema(c):
-  _trm(c)
-  c.ema.enabled = False
-
-
-def _trm_one_step_grad(c):
-  _trm(c)
-  c.model.gradient = 'one_step'
-
-
-def _trm_single_z(c):
-  _trm(c)
-  c.model.arch = 'trm_single_z'
+  return preset
 
 
 def _hrm_full_grad(c):
@@ -144,11 +127,11 @@ PRESETS = {
   'trm_mlp': _trm,
   'trm_att': _trm_att,
   'trm_cpu': _trm_cpu,
-  'trm_act_continue': _trm_act_continue,
-  'trm_separate_nets': _trm_separate_nets,
-  'trm_no_ema': _trm_no_ema,
-  'trm_one_step_grad': _trm_one_step_grad,
-  'trm_single_z': _trm_single_z,
+  'trm_act_continue': _trm_ablation('act_continue'),
+  'trm_separate_nets': _trm_ablation('separate_nets'),
+  'trm_no_ema': _trm_ablation('no_ema'),
+  'trm_one_step_grad': _trm_ablation('one_step_grad'),
+  'trm_single_z': _trm_ablation('single_z'),
   'hrm_full_grad': _hrm_full_grad,
   'direct': _direct,
 }

@@ -171,6 +171,55 @@ def use_trm(
   c.ema.update(enabled=True, rate=ema_rate)
 
 
+# The TRM paper's ablation family (Tables 1-2, §4.7) as changes to a 2-layer TRM config: name ->
+# {dotted field: value}. The Sudoku presets (`experiments/sudoku.py`) apply the first five to the
+# paper's TRM-MLP, `hrm_jax.tools.ablate` all of them to a CPU TRM at equal wall time.
+TRM_ABLATIONS = {
+  'act_continue': {'act.halt_rule': 'q_continue', 'act.q_continue_loss': True},
+  'separate_nets': {'model.H_layers': 2},  # the y-update gets its own 2-layer network
+  'no_ema': {'ema.enabled': False},
+  'attention': {'model.token_mixer': 'attention', 'model.pos_encodings': 'rope'},
+  'one_step_grad': {'model.gradient': 'one_step'},
+  'single_z': {'model.arch': 'trm_single_z'},
+  # HRM at equal parameters: the 2 layers split into f_L and f_H of one block each, N = T = 2,
+  # the 1-step gradient, HRM's halting (Q-continue target) and no EMA (HRM has none).
+  'hrm': {
+    'model.arch': 'hrm',
+    'model.H_layers': 1,
+    'model.L_layers': 1,
+    'model.H_cycles': 2,
+    'model.L_cycles': 2,
+    'model.gradient': 'one_step',
+    'act.halt_rule': 'q_continue',
+    'act.q_continue_loss': True,
+    'ema.enabled': False,
+  },
+  # The direct-prediction transformer at equal parameters: the same 2 blocks applied once per
+  # segment with full gradient, HRM's training setup (§4.7).
+  'direct': {
+    'model.arch': 'transformer',
+    'model.H_layers': 2,
+    'act.halt_rule': 'q_continue',
+    'act.q_continue_loss': True,
+    'ema.enabled': False,
+  },
+}
+
+
+def apply(c: ml_collections.ConfigDict, changes: dict) -> ml_collections.ConfigDict:
+  """`c` with each `{'group.field': value}` of `changes` set, in place (and returned);
+  ConfigError naming a field that `c` does not have."""
+  for key, value in changes.items():
+    group, _, field = key.rpartition('.')
+    node = c
+    for part in filter(None, group.split('.')):
+      node = node.get(part) if isinstance(node, ml_collections.ConfigDict) else None
+    if not isinstance(node, ml_collections.ConfigDict) or field not in node:
+      raise ConfigError(f'invalid config: {key}: no such field')
+    node[field] = value
+  return c
+
+
 def shrink(
   c: ml_collections.ConfigDict,
   *,

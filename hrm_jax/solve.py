@@ -8,8 +8,9 @@ Prints the puzzle, the model's answer after every ACT segment with the cells tha
 marked, q_halt (and q_continue) per segment, the segment where the run's halting rule would
 stop, and whether the answer is a solution, checked by the rules of the puzzle (Sudoku: rows,
 columns and boxes; Maze: a valid shortest S-G path), not against a label. Colour on a
-terminal (`--colour=auto`). Tasks with text puzzles: those whose module in `hrm_jax/tasks/`
-provides `parse_puzzle`, `is_solution` and `text_grid` (Sudoku and Maze).
+terminal (`--colour=auto`); `--figure=PATH` also draws it as a PNG (`figure`, what the
+notebook shows). Tasks with text puzzles: those whose module in `hrm_jax/tasks/` provides
+`parse_puzzle`, `is_solution`, `text_grid` and `draw_board` (Sudoku and Maze).
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ from hrm_jax.config import ConfigError
 from hrm_jax.data import format as data_format
 
 FLAGS = flags.FLAGS
-TEXT_HOOKS = ('parse_puzzle', 'is_solution', 'text_grid')
+TEXT_HOOKS = ('parse_puzzle', 'is_solution', 'text_grid', 'draw_board')
 
 
 def define_flags() -> None:
@@ -39,6 +40,7 @@ def define_flags() -> None:
   flags.DEFINE_integer('from_test', None, "Solve test example N of the run's dataset instead.")
   flags.DEFINE_integer('segments', 0, 'Segments to run; 0: eval.halt_max_steps.')
   flags.DEFINE_enum('colour', 'auto', ['auto', 'always', 'never'], 'ANSI colours.')
+  flags.DEFINE_string('figure', None, 'Also draw the segments as a PNG at this path.')
   flags.mark_flag_as_required('workdir')
 
 
@@ -111,6 +113,37 @@ def report(loaded: rollout_lib.Loaded, sol: Solution, colour: bool = False) -> s
   return '\n'.join(out)
 
 
+def figure_segments(M: int, halt_at: int, max_panels: int) -> list[int]:
+  """The 1-based segments `figure` shows of M: all if they fit in `max_panels` - 1 panels (one
+  is the puzzle), else the first ones, the ACT halt and the last. `max_panels` >= 3."""
+  if max_panels < 3:
+    raise ValueError(f'max_panels must be >= 3 (the puzzle, the halt, the last), got {max_panels}')
+  if M < max_panels:
+    return list(range(1, M + 1))
+  first = max_panels - 1 - len({halt_at, M} - set(range(1, max_panels - 2)))
+  return sorted({*range(1, first + 1), halt_at, M})
+
+
+def figure(loaded: rollout_lib.Loaded, sol: Solution, path: str, max_panels: int = 8) -> str:
+  """`report` as a picture at `path` (PNG; returns `path`): the puzzle, then the answer after
+  each segment (at most `max_panels`: the first ones, the ACT halt and the last), changed
+  cells marked, rule-breaking ones red; titles give q_halt and the verdict, green when solved."""
+  from hrm_jax.analysis import plots  # matplotlib only where pictures are drawn
+
+  task = text_task(loaded)
+  shown = figure_segments(len(sol.preds), sol.halt_at, max_panels)
+  boards = [(sol.inputs, sol.inputs, np.zeros_like(sol.inputs, bool))]
+  titles, colours = ['puzzle'], ['k']
+  for m in shown:
+    previous = sol.preds[m - 2] if m > 1 else sol.inputs
+    boards.append((sol.inputs, sol.preds[m - 1], sol.preds[m - 1] != previous))
+    halt = ' (ACT halts)' if m == sol.halt_at else ''
+    verdict = 'solved' if sol.solved[m - 1] else 'not solved'
+    titles.append(f'segment {m}{halt}\nq_halt {sol.q_halt[m - 1]:+.2f}, {verdict}')
+    colours.append('#1a7f1a' if sol.solved[m - 1] else 'k')
+  return plots.segments_figure(path, task.draw_board, boards, titles, colours)
+
+
 def _puzzle_tokens(loaded: rollout_lib.Loaded) -> np.ndarray:
   given = [f for f in ('puzzle', 'puzzle_file', 'from_test') if FLAGS[f].value is not None]
   if len(given) != 1:
@@ -136,7 +169,10 @@ def main(argv) -> None:
   loaded = rollout_lib.load(FLAGS.workdir)
   inputs = _puzzle_tokens(loaded)
   colour = FLAGS.colour == 'always' or (FLAGS.colour == 'auto' and sys.stdout.isatty())
-  print(report(loaded, solve(loaded, inputs, FLAGS.segments), colour), flush=True)
+  sol = solve(loaded, inputs, FLAGS.segments)
+  print(report(loaded, sol, colour), flush=True)
+  if FLAGS.figure:
+    print(f'figure: {figure(loaded, sol, FLAGS.figure)}')
 
 
 def cli() -> None:

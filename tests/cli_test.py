@@ -25,6 +25,7 @@ COMMANDS = {
   'hrm_jax.tools.torch_parity': 'save_state_dict',
   'hrm_jax.tools.torch_bench': 'threads',
   'hrm_jax.tools.fault_injection': 'kills',
+  'hrm_jax.tools.ablate': 'minutes',
 }
 
 

@@ -95,18 +95,25 @@ def main_env(devices: int = 1, **extra: str) -> dict:
   return env
 
 
-def run_main(*flags: str, devices: int = 1, timeout: int = 300):
-  """Runs `python -m hrm_jax.main` in a subprocess; raises with its output if it fails."""
+def run_module(module: str, *flags: str, devices: int = 1, timeout: int = 300):
+  """`python -m <module> <flags>` run in a CPU subprocess from the repository root: the
+  CompletedProcess, output captured as text."""
   import subprocess
+  import sys
 
-  r = subprocess.run(
-    main_command(*flags),
+  return subprocess.run(
+    [sys.executable, '-m', module, *flags],
     cwd=ROOT,
     env=main_env(devices),
     capture_output=True,
     text=True,
     timeout=timeout,
   )
+
+
+def run_main(*flags: str, devices: int = 1, timeout: int = 300):
+  """Runs `python -m hrm_jax.main` in a subprocess; raises with its output if it fails."""
+  r = run_module('hrm_jax.main', *flags, devices=devices, timeout=timeout)
   assert r.returncode == 0, r.stdout + r.stderr
   return r
 

@@ -49,7 +49,14 @@ def test_tour_notebook_executes(tmp_path, monkeypatch):
     for out in cell.get('outputs', [])
     if 'image/png' in out.get('data', {})
   ]
-  assert len(images) == 5
-  for png in ('sudoku_segments', 'residuals', 'participation', 'scaling', 'training_curves'):
+  assert len(images) == 6
+  for png in (
+    'sudoku_segments',
+    'solve',
+    'residuals',
+    'participation',
+    'scaling',
+    'training_curves',
+  ):
     data = (workdir / 'analysis' / f'{png}.png').read_bytes()
     assert data[:8] == b'\x89PNG\r\n\x1a\n' and len(data) > 5000, png

@@ -1,8 +1,5 @@
 """`python -m hrm_jax.solve`: puzzles read as text, answers checked by the rules, the report."""
 
-import subprocess
-import sys
-
 import numpy as np
 import pytest
 
@@ -92,15 +89,47 @@ def test_report_marks_changes_halting_and_verdicts(tiny_run, puzzles):
   assert '\033[' not in text and '\033[33m' in solve.report(loaded, made, colour=True)
 
 
+def test_rule_breaks_names_the_cells_a_rule_rejects(puzzles):
+  sudoku = tasks.get('sudoku')
+  _, s, _ = puzzles
+  good = s[0] + 1
+  assert not sudoku.rule_breaks(good).any()
+  bad = good.copy()
+  bad[[0, 1]] = bad[[1, 0]]  # same row, same box: only their columns now repeat a digit
+  col0, col1 = np.arange(0, 81, 9), np.arange(1, 81, 9)
+  expected = np.zeros(81, bool)
+  expected[col0[good[col0] == bad[0]]] = True
+  expected[col1[good[col1] == bad[1]]] = True
+  expected[[0, 1]] = True
+  np.testing.assert_array_equal(sudoku.rule_breaks(bad), expected)
+  blank = good.copy()
+  blank[40] = 1
+  np.testing.assert_array_equal(sudoku.rule_breaks(blank), np.arange(81) == 40)
+
+
+def test_figure_draws_the_segments_as_a_picture(tiny_run, tmp_path):
+  cfg, workdir, _ = tiny_run
+  loaded = rollout.load(workdir, cfg)
+  batch = next(rollout.eval_batches(loaded, 1, 1))
+  sol = solve.solve(loaded, batch['inputs'][0], M=12)
+  assert solve.figure_segments(12, 5, 6) == [1, 2, 3, 5, 12]
+  assert solve.figure_segments(12, 2, 6) == [1, 2, 3, 4, 12]
+  assert solve.figure_segments(12, 12, 6) == [1, 2, 3, 4, 12]
+  assert solve.figure_segments(4, 2, 6) == [1, 2, 3, 4]
+  shown = solve.figure_segments(12, sol.halt_at, 6)
+  assert len(shown) == 5 and {1, sol.halt_at, 12} <= set(shown)
+  path = solve.figure(loaded, sol, str(tmp_path / 'solve.png'), max_panels=6)
+  from matplotlib import image
+
+  assert solve.figure_segments(12, 12, 3) == [1, 12]
+  three = image.imread(solve.figure(loaded, sol, str(tmp_path / 'three.png'), max_panels=3))
+  six = image.imread(path)
+  # Panels side by side: six panels are about twice as wide as three, as tall.
+  assert six.shape[0] == three.shape[0] and six.shape[1] > 1.6 * three.shape[1]
+
+
 def _solve_cli(*args):
-  return subprocess.run(
-    [sys.executable, '-m', 'hrm_jax.solve', *args],
-    cwd=helpers.ROOT,
-    env=helpers.main_env(),
-    capture_output=True,
-    text=True,
-    timeout=300,
-  )
+  return helpers.run_module('hrm_jax.solve', *args)
 
 
 def test_cli_solves_a_test_example_and_refuses_bad_puzzles(tiny_run):

@@ -231,7 +231,14 @@ def test_folder_names_builder_args_and_field_errors_are_stable(tmp_path):
     train_max_blanks=50,
     test_min_blanks=35,
     test_max_blanks=55,
+    train_min_dead_ends=0,
+    test_min_dead_ends=0,
   )
+  # The difficulty knob shows in the name only when set.
+  cfg.update(test_min_dead_ends=2)
+  name, builder = build.plan_source(cfg, sudoku.SOURCES['generate'])
+  assert name == 'sudoku-gen-n2000-t500-aug8-b30_50-tb35_55-d2-s0'
+  assert builder.keywords['test_min_dead_ends'] == 2
   name, builder = build.plan_source(
     _gen_cfg(source='csv', num_aug=1, seed=3, min_difficulty=20), sudoku.SOURCES['csv']
   )
@@ -262,6 +269,7 @@ def test_folder_names_builder_args_and_field_errors_are_stable(tmp_path):
       'data.train_min_blanks (45) must be <= data.train_max_blanks (40)',
     ),
     (_gen_cfg(source='csv', min_difficulty=-2), 'data.min_difficulty must be in [0, inf], got -2'),
+    (_gen_cfg(test_min_dead_ends=-1), 'data.test_min_dead_ends must be in [0, inf], got -1'),
   ]
   for cfg, message in errors:
     with pytest.raises(ConfigError) as err:

@@ -1,6 +1,7 @@
 """Tests of hrm_jax.data.sudoku_gen: the bitmask solver and the puzzle generator."""
 
 import numpy as np
+import pytest
 
 from hrm_jax.data import sudoku_gen
 from tests import helpers
@@ -27,6 +28,21 @@ def test_generator_deterministic_across_workers(puzzles):
   two = sudoku_gen.generate_puzzles(130, np.random.default_rng(4), 20, 30, num_workers=2)
   for a, b in zip(one, two):
     np.testing.assert_array_equal(a, b)
+
+
+def test_difficulty_knob_keeps_only_puzzles_that_need_search():
+  q, s, ratings = sudoku_gen.generate_puzzles(
+    6, np.random.default_rng(1), 50, 64, num_workers=1, min_dead_ends=2
+  )
+  assert ratings.min() >= 2
+  helpers.check_sudoku_pairs(q, s)
+  for k in range(6):
+    solution, dead_ends = sudoku_gen.solve(q[k])
+    np.testing.assert_array_equal(solution, s[k])
+    assert dead_ends == ratings[k] and sudoku_gen.count_solutions(q[k]) == 1
+  # Five blanks never need search: the knob cannot be met, and says which fields to change.
+  with pytest.raises(ValueError, match='lower min_blanks or min_dead_ends'):
+    sudoku_gen.generate_puzzles(1, np.random.default_rng(0), 0, 5, num_workers=1, min_dead_ends=1)
 
 
 def test_solver_counts_multiple_solutions(puzzles):

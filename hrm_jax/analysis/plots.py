@@ -129,8 +129,18 @@ def scaling(path: str, table: dict) -> str:
   return _save(fig, path)
 
 
-def _sudoku_grid(ax, inputs: np.ndarray, labels: np.ndarray, pred: np.ndarray, title: str):
-  """One 9×9 board: givens black, right predictions blue, wrong ones red on pink."""
+def sudoku_board(
+  ax,
+  inputs: np.ndarray,
+  pred: np.ndarray,
+  title: str,
+  wrong: Optional[np.ndarray] = None,
+  changed: Optional[np.ndarray] = None,
+):
+  """One 9×9 board on `ax`: givens black, predicted digits blue; cells in `wrong` [81] red on
+  pink, other cells in `changed` [81] on yellow."""
+  wrong = np.zeros(81, bool) if wrong is None else np.asarray(wrong)
+  changed = np.zeros(81, bool) if changed is None else np.asarray(changed)
   ax.set_xlim(0, 9)
   ax.set_ylim(9, 0)
   ax.set_xticks([])
@@ -144,12 +154,17 @@ def _sudoku_grid(ax, inputs: np.ndarray, labels: np.ndarray, pred: np.ndarray, t
     r, k = divmod(c, 9)
     given = inputs[c] >= 2
     value = inputs[c] if given else pred[c]
-    wrong = not given and pred[c] != labels[c]
-    if wrong:
-      ax.add_patch(plt.Rectangle((k, r), 1, 1, color='#ffc9c9'))
-    colour = 'k' if given else ('#c00000' if wrong else '#1f5fbf')
+    bad = not given and wrong[c]
+    if bad or (not given and changed[c]):
+      ax.add_patch(plt.Rectangle((k, r), 1, 1, color='#ffc9c9' if bad else '#fff3a8'))
+    colour = 'k' if given else ('#c00000' if bad else '#1f5fbf')
     text = str(int(value) - 1) if 2 <= value <= 10 else '·'
     ax.text(k + 0.5, r + 0.55, text, ha='center', va='center', color=colour, fontsize=7)
+
+
+def _sudoku_grid(ax, inputs: np.ndarray, labels: np.ndarray, pred: np.ndarray, title: str):
+  """`sudoku_board` with the cells that differ from `labels` wrong."""
+  sudoku_board(ax, inputs, pred, title, wrong=pred != labels)
 
 
 def sudoku_segments(
@@ -179,17 +194,38 @@ def _maze_image(tokens: np.ndarray, size: int) -> np.ndarray:
   return palette[np.clip(tokens, 0, 5)].reshape(size, size, 3)
 
 
+def maze_board(ax, pred: np.ndarray, title: str, outline: Optional[np.ndarray] = None):
+  """One maze of tokens `pred` [size²] on `ax` (path blue, S green, G red), the cells in
+  `outline` [size²] outlined in red."""
+  size = math.isqrt(len(pred))
+  ax.imshow(_maze_image(np.asarray(pred), size), interpolation='nearest')
+  ax.set(xticks=[], yticks=[])
+  ax.set_title(title, fontsize=9)
+  for c in np.flatnonzero(np.zeros(len(pred), bool) if outline is None else outline):
+    r, k = divmod(int(c), size)
+    ax.add_patch(plt.Rectangle((k - 0.5, r - 0.5), 1, 1, fill=False, ec='red', lw=1.5))
+
+
 def maze(path: str, inputs: np.ndarray, labels: np.ndarray, pred: np.ndarray) -> str:
   """A maze: the question, the label path and the predicted path (blue `o` cells; S green,
   G red), with the cells the prediction gets wrong outlined in red."""
-  size = math.isqrt(len(inputs))
   fig, axes = plt.subplots(1, 3, figsize=(9, 3.2))
-  for ax, t, title in zip(axes, (inputs, labels, pred), ('maze', 'shortest path', 'prediction')):
-    ax.imshow(_maze_image(np.asarray(t), size), interpolation='nearest')
-    ax.set(xticks=[], yticks=[], title=title)
-  for c in np.flatnonzero(pred != labels):
-    r, k = divmod(int(c), size)
-    axes[2].add_patch(plt.Rectangle((k - 0.5, r - 0.5), 1, 1, fill=False, ec='red', lw=1.5))
+  maze_board(axes[0], inputs, 'maze')
+  maze_board(axes[1], labels, 'shortest path')
+  maze_board(axes[2], pred, 'prediction', pred != labels)
+  return _save(fig, path)
+
+
+def segments_figure(
+  path: str, draw_board, boards: Sequence[tuple], titles: Sequence[str], colours: Sequence[str]
+) -> str:
+  """One row of panels: `draw_board(ax, *board)` for each of `boards`, titled `titles[i]` in
+  `colours[i]` (what `python -m hrm_jax.solve` shows as text, as a picture)."""
+  n = len(boards)
+  fig, axes = plt.subplots(1, n, figsize=(2.2 * n, 2.6), squeeze=False)
+  for ax, board, title, colour in zip(axes[0], boards, titles, colours):
+    draw_board(ax, *board)
+    ax.set_title(title, fontsize=8, color=colour)
   return _save(fig, path)
 
 

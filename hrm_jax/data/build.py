@@ -215,8 +215,9 @@ class Field:
   Read by ``config_field`` with ``kind``, ``default`` and the inclusive bounds ``lo``/``hi``, then
   ``check``ed (if given) against the fields read so far, ConfigError for a cross-field conflict.
   Passed to the builder as keyword ``arg`` (default ``name``), None in place of 0 where
-  ``none_if_zero``; shown in the folder name where the template has ``{<name>}``, a bool as 0/1
-  and 0 as ``zero_tag`` where one is given.
+  ``none_if_zero``; shown in the folder name where the template has ``{<name>}``, a bool as 0/1,
+  0 as ``zero_tag`` where one is given, and any other value after ``prefix`` (so that a field
+  added later can stay out of the names of existing folders: ``zero_tag=''``).
   """
 
   name: str
@@ -228,6 +229,7 @@ class Field:
   arg: Optional[str] = None
   none_if_zero: bool = False
   zero_tag: Optional[str] = None
+  prefix: str = ''
 
   def read(self, cfg: Any) -> Any:
     """The field's value in ``cfg`` (``config_field``)."""
@@ -241,7 +243,7 @@ class Field:
     """``value`` as written in the folder name."""
     if self.zero_tag is not None and value == 0:
       return self.zero_tag
-    return str(int(value)) if isinstance(value, bool) else str(value)
+    return self.prefix + (str(int(value)) if isinstance(value, bool) else str(value))
 
 
 @dataclasses.dataclass(frozen=True)

@@ -273,9 +273,14 @@ def build_generated(
   seed: int,
   num_workers: Optional[int] = None,
   overwrite: bool = False,
+  train_min_dead_ends: int = 0,
+  test_min_dead_ends: int = 0,
 ) -> str:
   """Builds a generated Sudoku dataset in the §6.1 format at ``out_dir`` (atomically).
 
+  Each split's puzzles have blanks in [<split>_min_blanks, <split>_max_blanks] and at least
+  <split>_min_dead_ends dead ends of the solver (``sudoku_gen.generate_puzzles``: 0 admits every
+  puzzle, most of which need no search; 1 keeps only puzzles that do).
   Train and test base puzzles come from independent streams of ``seed``; test puzzles whose
   question equals any train question (variants included) are dropped, so test is held out.
   Train gets ``num_aug`` symmetry variants per base puzzle (one group each); test is not
@@ -285,10 +290,20 @@ def build_generated(
   started = time.time()
   train_ss, test_ss, aug_ss = np.random.SeedSequence(seed).spawn(3)
   train_q, train_a, train_r = generate_puzzles(
-    num_train, np.random.default_rng(train_ss), train_min_blanks, train_max_blanks, num_workers
+    num_train,
+    np.random.default_rng(train_ss),
+    train_min_blanks,
+    train_max_blanks,
+    num_workers,
+    train_min_dead_ends,
   )
   test_q, test_a, test_r = generate_puzzles(
-    num_test, np.random.default_rng(test_ss), test_min_blanks, test_max_blanks, num_workers
+    num_test,
+    np.random.default_rng(test_ss),
+    test_min_blanks,
+    test_max_blanks,
+    num_workers,
+    test_min_dead_ends,
   )
   train = _with_variants(train_q, train_a, num_aug, np.random.default_rng(aug_ss))
   fresh = build.unseen(train[0], test_q)
@@ -301,6 +316,8 @@ def build_generated(
     'train_max_blanks': train_max_blanks,
     'test_min_blanks': test_min_blanks,
     'test_max_blanks': test_max_blanks,
+    'train_min_dead_ends': train_min_dead_ends,
+    'test_min_dead_ends': test_min_dead_ends,
     'seed': seed,
   }
   info = build.generator_info(GENERATOR_VERSION, params, started, fresh)
@@ -329,6 +346,8 @@ def _blank_range(split: str) -> tuple[build.Field, build.Field]:
   return (
     build.Field(f'{split}_min_blanks', int, lo=0, hi=MAX_BLANKS),
     build.Field(f'{split}_max_blanks', int, lo=0, hi=MAX_BLANKS, check=check),
+    # The difficulty knob; '-d<k>' in the folder name only when set, so older names still hold.
+    build.Field(f'{split}_min_dead_ends', int, 0, lo=0, zero_tag='', prefix='-d'),
   )
 
 
@@ -345,8 +364,9 @@ SOURCES = {
       *_blank_range('train'),
       *_blank_range('test'),
     ),
-    name='sudoku-gen-n{num_train}-t{num_test}-aug{num_aug}-b{train_min_blanks}_{train_max_blanks}'
-    '-tb{test_min_blanks}_{test_max_blanks}-s{seed}',
+    name='sudoku-gen-n{num_train}-t{num_test}-aug{num_aug}'
+    '-b{train_min_blanks}_{train_max_blanks}{train_min_dead_ends}'
+    '-tb{test_min_blanks}_{test_max_blanks}{test_min_dead_ends}-s{seed}',
     builder=build_generated,
     version=('generator.json', GENERATOR_VERSION),
   ),

@@ -84,6 +84,14 @@ def is_solution(inputs: np.ndarray, answer: np.ndarray) -> bool:
   return bool(maze_gen.valid_optimal(np.asarray(inputs)[None], np.asarray(answer)[None])[0])
 
 
+def draw_board(ax, inputs: np.ndarray, pred: np.ndarray, changed: np.ndarray) -> None:
+  """`pred` [size²] as a maze on matplotlib `ax` for `solve.figure`, changed cells outlined."""
+  from hrm_jax.analysis import plots
+
+  del inputs
+  plots.maze_board(ax, pred, '', changed)
+
+
 def text_grid(tokens: np.ndarray, inputs: np.ndarray, changed: np.ndarray, colour: bool) -> str:
   """The maze of tokens [size²] as `size` lines of `# SGo`. A cell in `changed` that is now on
   the path is shown 'O', any other changed cell 'x' (in yellow with `colour`; the path in blue)."""

@@ -35,6 +35,10 @@ def data_config() -> dict:
     train_max_blanks=60,
     test_min_blanks=35,
     test_max_blanks=60,
+    # Difficulty: keep only puzzles on which the generator's solver meets at least this many dead
+    # ends (0: any; 1: puzzles that need search, see docs/data.md).
+    train_min_dead_ends=0,
+    test_min_dead_ends=0,
   )
 
 
@@ -98,6 +102,26 @@ def is_solution(inputs: np.ndarray, answer: np.ndarray) -> bool:
     return False
   kept = (inputs <= 1) | (inputs == answer)
   return bool(kept.all() and data.is_valid_solution(digits)[0])
+
+
+def rule_breaks(tokens: np.ndarray) -> np.ndarray:
+  """bool [81]: cells of token grid `tokens` [81] that break a rule: not a digit 1-9, or a digit
+  that its row, column or box holds twice."""
+  digits = np.asarray(tokens).reshape(81) - 1
+  cells = data.units(np.arange(81))[0]  # [27, 9] cell indices of each unit
+  bad = (digits < 1) | (digits > 9)
+  for unit in cells:
+    values = digits[unit]
+    bad[unit] |= (values[:, None] == values[None, :]).sum(1) > 1
+  return bad
+
+
+def draw_board(ax, inputs: np.ndarray, pred: np.ndarray, changed: np.ndarray) -> None:
+  """`pred` [81] as a board on matplotlib `ax` for `solve.figure`: givens black, cells that
+  break a rule (`rule_breaks`) red, other changed cells yellow."""
+  from hrm_jax.analysis import plots
+
+  plots.sudoku_board(ax, inputs, pred, '', wrong=rule_breaks(pred), changed=changed)
 
 
 def text_grid(tokens: np.ndarray, inputs: np.ndarray, changed: np.ndarray, colour: bool) -> str:

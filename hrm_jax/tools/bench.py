@@ -67,6 +67,28 @@ def _compiled_step(cfg, shapes):
   return step, state, carry
 
 
+def timed_steps(step, state, carry, batches: list) -> float:
+  """Mean wall seconds per call of the train `step` over `batches[1:]`, after a warm-up call on
+  `batches[0]` (which also compiles a not yet compiled jitted step)."""
+  state, carry, m = step(state, carry, batches[0])
+  jax.block_until_ready(m)
+  t0 = time.perf_counter()
+  for batch in batches[1:]:
+    state, carry, m = step(state, carry, batch)
+  jax.block_until_ready(m)
+  return (time.perf_counter() - t0) / (len(batches) - 1)
+
+
+def seconds_per_step(cfg: ml_collections.ConfigDict, steps: int = 5) -> float:
+  """Mean wall seconds of one train step of `cfg` (a resolved config) on random batches of its
+  task's shape, after compilation and a warm-up step; no dataset is built."""
+  shapes = tasks.shapes(cfg.data)
+  step, state, carry = _compiled_step(cfg, shapes)
+  rng = np.random.default_rng(0)
+  batches = [random_batch(rng, cfg.train.global_batch_size, *shapes) for _ in range(steps + 1)]
+  return timed_steps(step, state, carry, batches)
+
+
 def train_step_temp_mb(cfg, shapes) -> float:
   """Temporary (activation + workspace) memory of the compiled train step, in MiB."""
   step, state, carry = _compiled_step(cfg, shapes)
@@ -162,14 +184,8 @@ def main(argv):
   print(f'compile_s: {time.perf_counter() - t0:.2f}')
   cost = compiled.cost_analysis()
   cost = cost[0] if isinstance(cost, (list, tuple)) else cost
-  state, carry, m = compiled(state, carry, example)  # warm-up
-  jax.block_until_ready(m)
-  batches = [random_batch(rng, B, *shapes) for _ in range(FLAGS.steps)]
-  t0 = time.perf_counter()
-  for batch in batches:
-    state, carry, m = compiled(state, carry, batch)
-  jax.block_until_ready(m)
-  dt = (time.perf_counter() - t0) / FLAGS.steps
+  batches = [example] + [random_batch(rng, B, *shapes) for _ in range(FLAGS.steps)]
+  dt = timed_steps(compiled, state, carry, batches)
   model_gflops = flops / dt / 1e9
   peak = max(peak_before, peak_matmul_gflops())
   print(f'batch: {B}')
