@@ -50,7 +50,17 @@ def _cpu(c):
   c.train.update(steps=3000, eval_every=750)
 
 
-PRESETS = {'default': _paper, 'trm': _trm, 'cpu': _cpu}
+def _trm_cpu(c):
+  # TRM-MLP on 9x9 mazes (shortest path > 8 moves, median 15): tuning in docs/presets.md.
+  config_lib.use_cpu_recipe(c)
+  config_lib.use_trm(c, T=2, n=2, puzzle_emb_len=1, token_mixer='mlp', ema_rate=0.99)
+  c.data.update(
+    source='generate', num_train=2000, num_test=500, maze_size=9, min_path_len=8, aug=True
+  )
+  c.train.update(global_batch_size=32, steps=4000, eval_every=1000)
+
+
+PRESETS = {'default': _paper, 'trm': _trm, 'cpu': _cpu, 'trm_cpu': _trm_cpu}
 
 
 def get_config(preset: str = ''):

@@ -21,7 +21,7 @@ from hrm_jax import train_step as ts
 from hrm_jax.tools import convert_torch as ct
 from tests import helpers
 
-PRESETS = {'hrm': 'cpu', 'trm_att': 'trm_cpu', 'trm_mlp': 'trm_mlp'}
+PRESETS = {'hrm': 'cpu', 'trm_att': 'trm_att_cpu', 'trm_mlp': 'trm_mlp'}
 P = '_orig_mod.model.inner.'  # what the reference's compiled loss-head model saves
 
 
@@ -147,7 +147,7 @@ def test_reference_all_config_is_checked():
     puzzle_emb_ndim=m.puzzle_emb_ndim,
     pos_encodings='rope',
     halt_max_steps=cfg.act.halt_max_steps,
-  )  # puzzle_emb_len absent: the TRM class defaults it to 16, as trm_cpu does not
+  )  # puzzle_emb_len absent: the TRM class defaults it to 16, as trm_att_cpu does not
   with pytest.raises(ct.ConversionError, match='puzzle prefix: all_config.yaml gives 16'):
     ct.check_reference_config(cfg, arch)
   ct.check_reference_config(cfg, dict(arch, puzzle_emb_len=1))

@@ -62,7 +62,7 @@ def _segments(graphdef, params, buffers, x, M):
 
 ARCHS = {
   'hrm': dict(preset='cpu'),
-  'trm': dict(preset='trm_cpu'),
+  'trm': dict(preset='trm_att_cpu'),
   'trm_single_z': dict(preset='trm_cpu', arch='trm_single_z'),
   'transformer': dict(preset='cpu', arch='transformer', H_layers=1),
 }
