@@ -15,6 +15,9 @@ trm — the TRM paper's Maze-Hard recipe (§5.6): TRM-Att, one 2-layer network, 
   85.3%. As the TRM README command, no augmentation (the TRM paper's text says 8 dihedral
   transforms: add --config.data.aug=True).
 
+trm_cpu — a small TRM-MLP that solves most held-out generated 9x9 mazes on 2 CPU cores:
+    python -m hrm_jax.main --config=experiments/maze.py:trm_cpu --workdir=runs/maze_trm_cpu
+
 cpu — a small HRM that learns on 2 CPU cores in minutes on small generated mazes (no network):
     python -m hrm_jax.main --config=experiments/maze.py:cpu --workdir=runs/maze_cpu
   Reports exact accuracy and `valid_optimal` (valid and optimal path, another optimal path than
@@ -51,7 +54,8 @@ def _cpu(c):
 
 
 def _trm_cpu(c):
-  # TRM-MLP on 9x9 mazes (shortest path > 8 moves, median 15): tuning in docs/presets.md.
+  # The Sudoku trm_cpu model (TRM-MLP) on 9x9 mazes (shortest path > 8 moves, mean 16): 0.678
+  # of 500 held-out mazes solved (valid_optimal) after 4000 steps (docs/presets.md).
   config_lib.use_cpu_recipe(c)
   config_lib.use_trm(c, T=2, n=2, puzzle_emb_len=1, token_mixer='mlp', ema_rate=0.99)
   c.data.update(

@@ -114,7 +114,7 @@ def _trm_cpu(c):
   config_lib.use_cpu_recipe(c)
   _cpu_data(c)
   config_lib.use_trm(c, T=2, n=2, puzzle_emb_len=1, token_mixer='mlp', ema_rate=0.99)
-  c.train.update(global_batch_size=32, steps=4000, eval_every=1000)
+  c.train.update(global_batch_size=32, steps=4600, eval_every=1150)
 
 
 def _trm_att_cpu(c):

@@ -6,12 +6,13 @@ r"""The TRM paper's ablation family at equal wall time: trains each variant, pri
 Each variant is the base config (default: the TRM `trm_cpu` preset) changed by one entry of
 `hrm_jax.config.TRM_ABLATIONS` (attention instead of the MLP mixer, no EMA, the 1-step gradient,
 a single z, separate networks, HRM's halting, HRM and the direct-prediction transformer at equal
-parameters). Equal wall time: every variant's train step is timed first (`bench`'s timing on
-random batches, all variants back to back before any training, so that later work on the
-machine cannot change the step counts), and each then trains for `floor(minutes · 60 / step
-time)` steps with the base's schedule stretched to that length (warm-up and cosine decay
-included), evaluated on the base's held-out test set at half way and at the end. Evaluation,
-data building and compilation are not counted in the budget.
+parameters). Equal wall time: every variant's train step is timed first
+(`bench.seconds_per_step`: the best of 3 blocks of 10 steps on random batches; all variants
+back to back before any training, so that later work on the machine cannot change the step
+counts), and each then trains for `floor(minutes · 60 / step time)` steps with the base's
+schedule stretched to that length (warm-up and cosine decay included), evaluated on the base's
+held-out test set at half way and at the end. Evaluation, data building and compilation are not
+counted in the budget.
 
 Every variant trains in `<workdir>/<variant>` on one dataset built in `<workdir>/data`; the
 chosen step counts are kept in `<workdir>/ablation.json`, so a rerun (after an interruption)
@@ -62,7 +63,7 @@ def define_flags() -> None:
   flags.DEFINE_string('workdir', None, 'Root folder: one run per variant, and the table.')
   flags.DEFINE_float('minutes', 5.0, 'Training wall time per variant (step time × steps).')
   flags.DEFINE_list('variants', list(VARIANTS), f'Which variants, of {", ".join(VARIANTS)}.')
-  flags.DEFINE_integer('time_steps', 5, 'Train steps timed per variant to set its step count.')
+  flags.DEFINE_integer('time_steps', 10, 'Train steps per timing block (best of 3 blocks).')
   flags.mark_flag_as_required('workdir')
 
 

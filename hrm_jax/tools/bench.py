@@ -79,14 +79,16 @@ def timed_steps(step, state, carry, batches: list) -> float:
   return (time.perf_counter() - t0) / (len(batches) - 1)
 
 
-def seconds_per_step(cfg: ml_collections.ConfigDict, steps: int = 5) -> float:
-  """Mean wall seconds of one train step of `cfg` (a resolved config) on random batches of its
-  task's shape, after compilation and a warm-up step; no dataset is built."""
+def seconds_per_step(cfg: ml_collections.ConfigDict, steps: int = 10, repeats: int = 3) -> float:
+  """Wall seconds of one train step of `cfg` (a resolved config) on random batches of its
+  task's shape: the best of `repeats` means over `steps` steps, after compilation and a warm-up
+  step (the best block, as for peaks: a shared or just-started machine only adds time). No
+  dataset is built."""
   shapes = tasks.shapes(cfg.data)
   step, state, carry = _compiled_step(cfg, shapes)
   rng = np.random.default_rng(0)
   batches = [random_batch(rng, cfg.train.global_batch_size, *shapes) for _ in range(steps + 1)]
-  return timed_steps(step, state, carry, batches)
+  return min(timed_steps(step, state, carry, batches) for _ in range(repeats))
 
 
 def train_step_temp_mb(cfg, shapes) -> float:
