@@ -67,16 +67,17 @@ def _compiled_step(cfg, shapes):
   return step, state, carry
 
 
-def timed_steps(step, state, carry, batches: list) -> float:
-  """Mean wall seconds per call of the train `step` over `batches[1:]`, after a warm-up call on
-  `batches[0]` (which also compiles a not yet compiled jitted step)."""
+def timed_steps(step, state, carry, batches: list):
+  """(mean wall seconds per call of the train `step` over `batches[1:]`, state, carry), after a
+  warm-up call on `batches[0]` (which also compiles a not yet compiled jitted step). The state
+  and carry returned replace the ones passed, which a donating step has consumed."""
   state, carry, m = step(state, carry, batches[0])
   jax.block_until_ready(m)
   t0 = time.perf_counter()
   for batch in batches[1:]:
     state, carry, m = step(state, carry, batch)
   jax.block_until_ready(m)
-  return (time.perf_counter() - t0) / (len(batches) - 1)
+  return (time.perf_counter() - t0) / (len(batches) - 1), state, carry
 
 
 def seconds_per_step(cfg: ml_collections.ConfigDict, steps: int = 10, repeats: int = 3) -> float:
@@ -88,7 +89,11 @@ def seconds_per_step(cfg: ml_collections.ConfigDict, steps: int = 10, repeats: i
   step, state, carry = _compiled_step(cfg, shapes)
   rng = np.random.default_rng(0)
   batches = [random_batch(rng, cfg.train.global_batch_size, *shapes) for _ in range(steps + 1)]
-  return min(timed_steps(step, state, carry, batches) for _ in range(repeats))
+  best = float('inf')
+  for _ in range(repeats):
+    seconds, state, carry = timed_steps(step, state, carry, batches)
+    best = min(best, seconds)
+  return best
 
 
 def train_step_temp_mb(cfg, shapes) -> float:
@@ -187,7 +192,7 @@ def main(argv):
   cost = compiled.cost_analysis()
   cost = cost[0] if isinstance(cost, (list, tuple)) else cost
   batches = [example] + [random_batch(rng, B, *shapes) for _ in range(FLAGS.steps)]
-  dt = timed_steps(compiled, state, carry, batches)
+  dt, _, _ = timed_steps(compiled, state, carry, batches)
   model_gflops = flops / dt / 1e9
   peak = max(peak_before, peak_matmul_gflops())
   print(f'batch: {B}')
