@@ -25,9 +25,11 @@ def test_variants_change_only_their_fields_at_equal_parameters():
     _, state = ts.init_state(config_lib.resolve(cfg, 1.0), 11, 81, 1)
     params[name] = ts.count_params(state.params)
   # One 2-layer network everywhere (HRM split into 1 + 1, the transformer's 2 blocks), except
-  # the separate y-network, which is a second copy of the 2 layers.
-  assert {v for k, v in params.items() if k != 'separate_nets'} == {params['base']}
-  assert params['separate_nets'] > params['base']
+  # the separate y-network, a second copy of the 2 layers, and attention, which has no
+  # sequence-mixing MLP (its weights depend on the sequence length, its projections do not).
+  same = {k: v for k, v in params.items() if k not in ('separate_nets', 'attention')}
+  assert set(same.values()) == {params['base']}, params
+  assert params['separate_nets'] > params['base'] and params['attention'] != params['base']
   with pytest.raises(config_lib.ConfigError, match='unknown variant'):
     ablate.variant_config(base, 'bigger')
   with pytest.raises(config_lib.ConfigError, match='model.nope: no such field'):
@@ -39,6 +41,7 @@ def test_stretched_schedule_keeps_the_warmup_share():
   cfg.train.steps, cfg.opt.lr_warmup_steps = 1600, 100
   out = ablate.stretched(cfg, 800)
   assert (out.train.steps, out.train.eval_every, out.opt.lr_warmup_steps) == (800, 400, 50)
+  assert ablate.stretched(cfg, 801).train.eval_every == 401  # evaluations at 401 and 801 only
   assert ablate.stretched(cfg, 3).opt.lr_warmup_steps == 1
 
 
@@ -46,7 +49,7 @@ def test_one_command_trains_tabulates_and_resumes(tmp_path):
   overrides = [
     f'--workdir={tmp_path}',
     '--variants=direct',
-    '--minutes=0.001',  # below one step: the floor of 2 steps
+    '--minutes=0.00001',  # below one step: the floor of 2 steps
     '--time_steps=1',
     '--config.model.hidden_size=16',
     '--config.model.puzzle_emb_ndim=16',

@@ -21,7 +21,7 @@ from hrm_jax import train_step as ts
 from hrm_jax.tools import convert_torch as ct
 from tests import helpers
 
-PRESETS = {'hrm': 'cpu', 'trm_att': 'trm_att_cpu', 'trm_mlp': 'trm_mlp'}
+PRESETS = {'hrm': 'tiny', 'trm_att': 'trm_att_cpu', 'trm_mlp': 'trm_mlp'}
 P = '_orig_mod.model.inner.'  # what the reference's compiled loss-head model saves
 
 
@@ -177,7 +177,7 @@ def test_hub_path_downloads_the_checkpoint_file(monkeypatch, tmp_path):
 
 def test_pt_file_converts_through_the_cli_and_evaluates(tmp_path, capsys):
   torch = pytest.importorskip('torch')
-  cfg = helpers.tiny_config()  # the `cpu` preset at hidden 32, batch 16
+  cfg = helpers.tiny_config()  # the attention HRM at hidden 32, batch 16
   params, buffers, table = _random_weights(cfg, seed=1, num_ids=1)
   # The reference keeps H_init/L_init in bf16: start from bf16-exact values so the check is exact.
   buffers = jax.tree.map(lambda x: torch.from_numpy(x).to(torch.bfloat16).float().numpy(), buffers)
@@ -191,7 +191,7 @@ def test_pt_file_converts_through_the_cli_and_evaluates(tmp_path, capsys):
   workdir = str(tmp_path / 'work')
   args = [
     f'--checkpoint={ckpt}',
-    '--config=experiments/sudoku.py:cpu',
+    '--config=experiments/sudoku.py:tiny',
     f'--config.model.hidden_size={cfg.model.hidden_size}',
     f'--config.model.num_heads={cfg.model.num_heads}',
     f'--config.model.puzzle_emb_ndim={cfg.model.puzzle_emb_ndim}',

@@ -117,11 +117,12 @@ def rule_breaks(tokens: np.ndarray) -> np.ndarray:
 
 
 def draw_board(ax, inputs: np.ndarray, pred: np.ndarray, changed: np.ndarray) -> None:
-  """`pred` [81] as a board on matplotlib `ax` for `solve.figure`: givens black, cells that
-  break a rule (`rule_breaks`) red, other changed cells yellow."""
+  """`pred` [81] as a board on matplotlib `ax` for `solve.figure`: givens black, digits that
+  break a rule (`rule_breaks`) red, other changed cells yellow, blanks '·'."""
   from hrm_jax.analysis import plots
 
-  plots.sudoku_board(ax, inputs, pred, '', wrong=rule_breaks(pred), changed=changed)
+  wrong = rule_breaks(pred) & (np.asarray(pred) > 1)
+  plots.sudoku_board(ax, inputs, pred, '', wrong=wrong, changed=changed)
 
 
 def text_grid(tokens: np.ndarray, inputs: np.ndarray, changed: np.ndarray, colour: bool) -> str:

@@ -81,7 +81,7 @@ def stretched(cfg: ml_collections.ConfigDict, steps: int) -> ml_collections.Conf
   base_steps = cfg.train.steps or steps
   warmup = max(1, round(cfg.opt.lr_warmup_steps * steps / base_steps))
   cfg.opt.lr_warmup_steps = min(warmup, steps)
-  cfg.train.update(steps=steps, eval_every=max(1, steps // 2))
+  cfg.train.update(steps=steps, eval_every=-(-steps // 2))  # ceil: no second eval at the end
   return cfg
 
 
