@@ -35,6 +35,7 @@ from ml_collections import config_flags
 from hrm_jax import cli as cli_lib
 from hrm_jax import config as config_lib
 from hrm_jax import tasks, train
+from hrm_jax.analysis import plots
 from hrm_jax.tools import bench
 
 FLAGS = flags.FLAGS
@@ -85,18 +86,13 @@ def stretched(cfg: ml_collections.ConfigDict, steps: int) -> ml_collections.Conf
   return cfg
 
 
-def final_eval(workdir: str) -> Optional[dict]:
-  """The last `eval` record of `<workdir>/metrics.jsonl`, or None."""
+def final_records(workdir: str) -> tuple[Optional[dict], Optional[dict]]:
+  """(last `eval` record, `meta` record) of `<workdir>/metrics.jsonl` (`plots.read_metrics`);
+  None for what it does not hold yet."""
   path = os.path.join(workdir, 'metrics.jsonl')
-  if not os.path.exists(path):
-    return None
-  last = None
-  with open(path) as f:
-    for line in f:
-      record = json.loads(line)
-      if record.get('split') == 'eval':
-        last = record
-  return last
+  records = plots.read_metrics(path) if os.path.exists(path) else {}
+  evals, meta = records.get('eval', []), records.get('meta', [])
+  return (evals[-1] if evals else None), (meta[0] if meta else None)
 
 
 def table(rows: list[dict]) -> str:
@@ -146,11 +142,11 @@ def main(argv) -> None:
     cfg = stretched(variant_config(FLAGS.config, name), steps[name]['steps'])
     cfg.data.path = data_dir
     workdir = os.path.join(FLAGS.workdir, name)
-    record = final_eval(workdir)
+    record, _ = final_records(workdir)
     if record is None or record['step'] < cfg.train.steps:
       train.train_and_evaluate(cfg, workdir)
-      record = final_eval(workdir)
-    params = json.loads(open(os.path.join(workdir, 'metrics.jsonl')).readline())['num_params']
+    record, meta = final_records(workdir)
+    params = meta['num_params']
     row = dict(
       variant=name,
       params=params,
