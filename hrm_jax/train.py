@@ -40,6 +40,26 @@ def _restore_train(mngr, state, carry) -> tuple[int, ts.TrainState, object, dict
   return step, restored['state'], restored['carry'], meta
 
 
+def run_length(cfg: ml_collections.ConfigDict, split, epochs_per_iter: int) -> int:
+  """The last step of the run: train.total_steps, or fewer when the data run out first.
+
+  With train.steps set the loop runs exactly that many. A run given in epochs is, as in the
+  references' loop, epochs // epochs_per_iter iterations, each ending at its last full batch
+  (§6.2), capped at S_total = train.total_steps: Sudoku and Maze 1k at 20k epochs stop at
+  10 × 2604 = 26,040 steps although the lr schedule is laid out over S_total = 26,041.
+  """
+  t = cfg.train
+  if t.steps:
+    return t.total_steps
+  iterations = max(1, t.epochs // epochs_per_iter)
+  batches = 0
+  for i in range(iterations):
+    batches += loader.iteration_batches(split, t.global_batch_size, cfg.seed, i, epochs_per_iter)
+    if batches >= t.total_steps:
+      return t.total_steps
+  return batches
+
+
 def train_and_evaluate(
   cfg: ml_collections.ConfigDict, workdir: str, simulate_preemption_at: Optional[int] = None
 ) -> dict[str, float]:
@@ -62,6 +82,10 @@ def train_and_evaluate(
   mesh = sharding.Mesh(shard_puzzle_emb=cfg.mesh.shard_puzzle_emb)
   cfg = config_lib.resolve(cfg, loader.steps_per_epoch(train_split, cfg.train.global_batch_size))
   t = cfg.train
+  epochs_per_iter = max(
+    1, math.ceil(t.eval_every / loader.steps_per_epoch(train_split, t.global_batch_size))
+  )
+  last_step = run_length(cfg, train_split, epochs_per_iter)
   graphdef, state, carry = ts.init_sharded(
     cfg,
     meta.vocab_size,
@@ -73,7 +97,9 @@ def train_and_evaluate(
   workdir_lib.write_run_files(workdir, cfg, meta)
   print(
     f'devices={jax.device_count()} processes={jax.process_count()} '
-    f'params={ts.count_params(state.params)} total_steps={t.total_steps} data={data_dir}',
+    f'params={ts.count_params(state.params)} total_steps={t.total_steps} '
+    + (f'last_step={last_step} ' if last_step != t.total_steps else '')
+    + f'data={data_dir}',
     flush=True,
   )
 
@@ -94,9 +120,6 @@ def train_and_evaluate(
     donate_argnums=(0, 1),
   )
   eval_fn = evaluate.make_eval_fn(cfg, graphdef, mesh)
-  epochs_per_iter = max(
-    1, math.ceil(t.eval_every / loader.steps_per_epoch(train_split, t.global_batch_size))
-  )
   host_batches = loader.train_batches(
     train_split,
     t.global_batch_size,
@@ -118,12 +141,12 @@ def train_and_evaluate(
   log.start(start)
   try:
     with checkpoint.Preemption(simulate_at=simulate_preemption_at) as preemption:
-      for step in range(start + 1, t.total_steps + 1):
+      for step in range(start + 1, last_step + 1):
         state, carry, metrics = step_fn(state, carry, next(batches))
         log.add(step, metrics)  # reads step - 1's metrics while this one runs
-        if step == t.total_steps:
+        if step == last_step:
           log.finish(step)
-        if step % t.eval_every == 0 or step == t.total_steps:
+        if step % t.eval_every == 0 or step == last_step:
           log.flush()
           # A picture only TensorBoard shows; the same on every process (it gathers preds).
           sample = {} if cfg.log.tensorboard else None
@@ -139,7 +162,7 @@ def train_and_evaluate(
             cfg.data.name,
           )
         stop = preemption.requested(step)
-        if stop or step % ckpt_every == 0 or step == t.total_steps:
+        if stop or step % ckpt_every == 0 or step == last_step:
           save(step)
         if stop:
           print(f'preempted: checkpoint at step {step} saved; rerun to resume', flush=True)
@@ -148,7 +171,7 @@ def train_and_evaluate(
     batches.close()  # stops the prefetch thread
     mngr.wait_until_finished()  # an async save in flight completes before we return or raise
     mngr.close()
-  if not eval_metrics and start >= t.total_steps:
+  if not eval_metrics and start >= last_step:
     print(f'already trained to step {start}; evaluating', flush=True)
     eval_metrics = evaluate.run_eval(cfg, eval_fn, state, test_split, mesh, evaluator)
     evaluate.report(writer, workdir, start, eval_metrics, cfg.eval.halt_max_steps, evaluator)

@@ -151,3 +151,33 @@ def test_errors_and_steps_per_epoch():
   with pytest.raises(ValueError, match='cannot fill'):
     loader.train_batches(split, 4, seed=0)
   assert loader.steps_per_epoch(split, 2) == 1.5
+
+
+@pytest.mark.parametrize(
+  'examples, groups, batch',
+  [([1] * 30, [3] * 10, 4), ([1, 3, 2, 5, 1, 4, 2, 2], [2, 3, 1, 2], 5), ([7, 2, 9], [1, 2], 6)],
+)
+def test_iteration_batches_counts_what_an_iteration_yields(examples, groups, batch):
+  split = _split(examples, groups)
+  for iteration in range(4):
+    for epochs in (1, 3):
+      plan = loader._iteration_plan(split, batch, 0, iteration, epochs)
+      assert loader.iteration_batches(split, batch, 0, iteration, epochs) == len(list(plan))
+
+
+def test_run_length_ends_with_the_last_full_batch_of_the_last_iteration():
+  # As the references' loop: Sudoku-Extreme 1k (1000 one-example groups), batch 768, 20k epochs
+  # in iterations of eval_interval = 2000 epochs: 10 × floor(2e6 / 768) = 26,040 steps, not
+  # S_total = floor(20000 · 1000 / 768) = 26,041; TRM's 50k epochs: 10 × 6510 = 65,100 < 65,104.
+  from hrm_jax import config as config_lib
+  from hrm_jax import train
+
+  split = _split([1] * 1000, [1] * 1000)
+  for epochs, interval, want in ((20000, 2000, 26040), (50000, 5000, 65100)):
+    cfg = config_lib.base_config()
+    cfg.train.update(global_batch_size=768, epochs=epochs, eval_interval=interval)
+    cfg = config_lib.resolve(cfg, loader.steps_per_epoch(split, 768))
+    assert cfg.train.total_steps == {26040: 26041, 65100: 65104}[want]
+    assert train.run_length(cfg, split, interval) == want
+  cfg.train.steps = 100  # an explicit step count runs exactly
+  assert train.run_length(config_lib.resolve(cfg, 1.0), split, interval) == 100

@@ -27,16 +27,45 @@ def _iteration_rng(seed: int, iteration: int) -> np.random.Generator:
   return np.random.Generator(np.random.Philox(seed=seed + iteration + 1))
 
 
+def _iteration_picks(
+  split: Split, seed: int, iteration: int, epochs_per_iter: int
+) -> tuple[np.random.Generator, np.ndarray]:
+  """(the iteration's generator, the puzzle picked for each group visit [epochs·groups])."""
+  rng = _iteration_rng(seed, iteration)
+  groups = split.group_indices
+  order = np.concatenate([rng.permutation(split.num_groups) for _ in range(epochs_per_iter)])
+  # One vectorised draw gives the same numbers as the reference's one-per-group draws (the
+  # within-puzzle subsets below come after them, so they cannot shift these).
+  return rng, rng.integers(groups[order], groups[order + 1])
+
+
+def iteration_batches(
+  split: Split, global_batch_size: int, seed: int, iteration: int, epochs_per_iter: int
+) -> int:
+  """How many full batches iteration `iteration` yields (`train_batches`), without gathering.
+
+  Each batch takes whole variants in pick order, the last one cut to fit, until it holds
+  global_batch_size examples; what is left of an iteration is dropped (§6.2).
+  """
+  _, picks = _iteration_picks(split, seed, iteration, epochs_per_iter)
+  counts = np.diff(split.puzzle_indices)[picks]
+  if (counts == 1).all():
+    return len(picks) // global_batch_size
+  ends = np.cumsum(counts)  # a batch starting after pick s ends at the first pick reaching +B
+  batches, before = 0, 0
+  while True:
+    j = int(np.searchsorted(ends, before + global_batch_size))
+    if j == len(ends):
+      return batches
+    batches, before = batches + 1, int(ends[j])
+
+
 def _iteration_plan(
   split: Split, global_batch_size: int, seed: int, iteration: int, epochs_per_iter: int
 ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
   """Yields (example_idx [B], puzzle_idx [B]) for each full batch of one iteration (§6.2)."""
-  rng = _iteration_rng(seed, iteration)
-  groups, puzzles = split.group_indices, split.puzzle_indices
-  order = np.concatenate([rng.permutation(split.num_groups) for _ in range(epochs_per_iter)])
-  # One vectorised draw gives the same numbers as the reference's one-per-group draws (the
-  # within-puzzle subsets below come after them, so they cannot shift these).
-  picks = rng.integers(groups[order], groups[order + 1])
+  rng, picks = _iteration_picks(split, seed, iteration, epochs_per_iter)
+  puzzles = split.puzzle_indices
   starts, counts = puzzles[picks].astype(np.int64), (puzzles[picks + 1] - puzzles[picks])
   if (counts == 1).all():  # Sudoku, Maze: one example per variant, no subset to draw
     full = len(picks) // global_batch_size * global_batch_size
