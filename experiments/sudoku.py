@@ -35,6 +35,8 @@ Ablations (TRM Tables 1-2 relative to trm_mlp; HRM and baseline relative to defa
   trm_no_ema        — without the weight average (paper 79.9%).
   trm_one_step_grad — HRM's 1-step gradient instead of the whole last cycle (paper 56.5%).
   trm_single_z      — one carried state instead of (y, z) (paper 71.9%).
+  trm_multi_z       — n = 6 latent features z_1..z_6, z_i updated at the i-th step of a cycle
+                      from their sum (the reference's trm_hier6, "multi-scale z", paper 77.6%).
   hrm_full_grad     — HRM with backprop through all N·T cycles (memory grows with N·T; see
                       `python -m hrm_jax.bench --memory_sweep`).
   direct            — the direct-prediction transformer baseline (§4.7): 8 layers, 12 heads,
@@ -139,9 +141,11 @@ def _hrm_full_grad(c):
 def _direct(c):
   _paper(c)
   # transformers_baseline.yaml: 8 layers, 12 heads (head_dim 42, o_proj 504 -> 512). HRM's
-  # training setup, Q-continue loss included: the reference baseline halts on q_halt >
-  # q_continue but never passes compute_target_q, so its continue head gets no loss at all.
+  # training setup except the Q-continue loss: the reference baseline halts on q_halt >
+  # q_continue but never passes compute_target_q, so its continue head gets no loss at all
+  # (zero gradient: Adam-atan2 leaves it at its init, only weight decay moves its bias).
   c.model.update(arch='transformer', H_layers=8, num_heads=12)
+  c.act.update(halt_rule='q_continue', q_continue_loss=False)
 
 
 PRESETS = {
@@ -157,6 +161,7 @@ PRESETS = {
   'trm_no_ema': _trm_ablation('no_ema'),
   'trm_one_step_grad': _trm_ablation('one_step_grad'),
   'trm_single_z': _trm_ablation('single_z'),
+  'trm_multi_z': _trm_ablation('multi_z'),
   'hrm_full_grad': _hrm_full_grad,
   'direct': _direct,
 }

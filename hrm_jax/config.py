@@ -26,7 +26,7 @@ def base_config(task: str = 'sudoku') -> ml_collections.ConfigDict:
   c.seed = 0
 
   c.model = dict(
-    arch='hrm',  # hrm | trm | trm_single_z | transformer (see hrm_jax/models/model.py)
+    arch='hrm',  # hrm | trm | trm_single_z | trm_multi_z | transformer (hrm_jax/models/model.py)
     hidden_size=512,
     num_heads=8,
     expansion=4.0,
@@ -181,6 +181,7 @@ TRM_ABLATIONS = {
   'attention': {'model.token_mixer': 'attention', 'model.pos_encodings': 'rope'},
   'one_step_grad': {'model.gradient': 'one_step'},
   'single_z': {'model.arch': 'trm_single_z'},
+  'multi_z': {'model.arch': 'trm_multi_z'},  # the reference's trm_hier6 (n latent features)
   # HRM at equal parameters: the 2 layers split into f_L and f_H of one block each, N = T = 2,
   # the 1-step gradient, HRM's halting (Q-continue target) and no EMA (HRM has none).
   'hrm': {
@@ -195,12 +196,13 @@ TRM_ABLATIONS = {
     'ema.enabled': False,
   },
   # The direct-prediction transformer at equal parameters: the same 2 blocks applied once per
-  # segment with full gradient, HRM's training setup (§4.7).
+  # segment with full gradient, the reference baseline's training setup (§4.7): it halts on
+  # q_halt > q_continue but never passes `compute_target_q`, so its continue head gets no loss.
   'direct': {
     'model.arch': 'transformer',
     'model.H_layers': 2,
     'act.halt_rule': 'q_continue',
-    'act.q_continue_loss': True,
+    'act.q_continue_loss': False,
     'ema.enabled': False,
   },
 }

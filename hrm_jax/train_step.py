@@ -110,7 +110,13 @@ def eval_params(state: TrainState):
 def init_carry(graphdef, state: TrainState, batch_size: int, seq_len: int) -> act.Carry:
   """An all-halted ACT carry for a batch of `batch_size` rows (§3.1)."""
   model = nnx.merge(graphdef, state.params, state.buffers)
-  return act.empty_carry(batch_size, (model.total_len, model.cfg.hidden_size), seq_len, model.dtype)
+  return act.empty_carry(
+    batch_size,
+    (model.total_len, model.cfg.hidden_size),
+    seq_len,
+    model.dtype,
+    model.L_init.shape[0],
+  )
 
 
 def init_sharded(
@@ -152,7 +158,9 @@ def train_step(
   """One ACT segment of deep supervision with its optimizer update (§3.1-3.2, §5.4).
 
   batch: dict of int32 arrays `inputs` [B, L], `labels` [B, L] (-100 = ignore),
-  `puzzle_identifiers` [B], the global batch (sharded on the `data` axis under a mesh).
+  `puzzle_identifiers` [B], the global batch (sharded on the `data` axis under a mesh); an
+  int32 [B] `act.MIN_STEPS_KEY` entry, where present, replaces the exploration draw (parity
+  runs against the reference feed it the reference's draws).
   Returns (new state, new carry with detached states, metrics): the sums of
   losses.metric_sums plus per-step scalars `lr`, `grad_norm` (global L2 norm of the weight and
   puzzle-row gradients) and `nonfinite` (1.0 when the loss or gradient was not finite).
@@ -200,6 +208,7 @@ def train_step(
     exploration_prob=cfg.act.halt_exploration_prob,
     halt_rule=cfg.act.halt_rule,
     training=True,
+    min_steps_B=batch.get(act.MIN_STEPS_KEY),
   )
   new_carry = carry.replace(
     z_H=jax.lax.stop_gradient(z_H), z_L=jax.lax.stop_gradient(z_L), steps=steps, halted=halted
@@ -212,13 +221,16 @@ def train_step(
     step=t, params=params, opt_state=opt_state, puzzle_emb=table, ema_params=ema_params
   )
   # Divergence guard: the host stops the run on a non-finite loss or gradient (train.py); with
-  # train.skip_nonfinite the step is instead dropped here (weights, table, EMA and carry kept,
-  # only the step counter advances, so the data and RNG streams stay aligned with the step).
+  # train.skip_nonfinite the step is instead dropped here (weights, moments, table, EMA and carry
+  # kept). The step counter advances, so the data and RNG streams stay aligned with the step, and
+  # so does Adam-atan2's count: the weights' lr clock (count) and the puzzle table's (step)
+  # must not drift apart.
   grad_norm = optax.tree.norm((g_params, g_rows))
   finite = jnp.isfinite(grad_norm) & jnp.isfinite(stats['lm_loss'])
   if cfg.train.skip_nonfinite:
     keep = lambda new, old: jax.tree.map(lambda a, b: jnp.where(finite, a, b), new, old)  # noqa: E731
-    new_state = keep(new_state, state.replace(step=t))
+    skipped = state.replace(step=t, opt_state=state.opt_state._replace(count=opt_state.count))
+    new_state = keep(new_state, skipped)
     new_carry = keep(new_carry, carry.replace(steps=carry.steps))
     metrics = jax.tree.map(lambda m: jnp.where(finite, m, 0.0), metrics)
   metrics.update(lr=lr_sched(t), grad_norm=grad_norm, nonfinite=1.0 - finite.astype(jnp.float32))

@@ -21,7 +21,12 @@ from hrm_jax import train_step as ts
 from hrm_jax.tools import convert_torch as ct
 from tests import helpers
 
-PRESETS = {'hrm': 'tiny', 'trm_att': 'trm_att_cpu', 'trm_mlp': 'trm_mlp'}
+PRESETS = {
+  'hrm': 'tiny',
+  'trm_att': 'trm_att_cpu',
+  'trm_mlp': 'trm_mlp',
+  'trm_multi_z': 'trm_multi_z',
+}
 P = '_orig_mod.model.inner.'  # what the reference's compiled loss-head model saves
 
 
@@ -51,8 +56,14 @@ def test_round_trip_is_exact(name):
   )
   np.testing.assert_array_equal(sd[P + 'puzzle_emb.weights'], table)
   np.testing.assert_array_equal(sd[P + 'H_init'], buffers['H_init'])
+  if name == 'trm_multi_z':  # trm_hier6.py: L1_init ... L6_init, one per latent feature
+    assert P + 'L_init' not in sd
+    got = np.concatenate([sd[f'{P}L{i}_init'] for i in range(1, 7)])
+    np.testing.assert_array_equal(got, buffers['L_init'])
+  else:
+    np.testing.assert_array_equal(sd[P + 'L_init'], buffers['L_init'])
   block = P + 'L_level.layers.0.'
-  if name == 'trm_mlp':
+  if name in ('trm_mlp', 'trm_multi_z'):
     # Sequence mixer over S = 81 + 16 prefix slots, inner width ceil256(round(4·97·2/3)) = 512.
     assert sd[block + 'mlp_t.gate_up_proj.weight'].shape == (1024, 97)
     assert block + 'self_attn.qkv_proj.weight' not in sd

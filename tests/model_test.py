@@ -148,7 +148,12 @@ class ModelVariantsTest(chex.TestCase):
 
 @pytest.mark.parametrize(
   'preset,count',
-  [('trm_att', 6_828_034), ('trm_mlp', 5_028_866), ('trm_single_z', 5_028_866)],
+  [
+    ('trm_att', 6_828_034),
+    ('trm_mlp', 5_028_866),
+    ('trm_single_z', 5_028_866),
+    ('trm_multi_z', 5_028_866),  # the reference's trm_hier6 adds buffers (L1..L6_init) only
+  ],
 )
 def test_trm_sudoku_parameter_counts(preset, count):
   """TRM §4.6: one 2-layer network; TRM-MLP's sequence mixer has width S = 81 + 16 = 97."""
@@ -168,6 +173,7 @@ def test_trm_sudoku_parameter_counts(preset, count):
     ('trm', 0, {'L_level'}),
     ('trm', 1, {'H_level', 'L_level'}),  # the "separate f_H, f_L" ablation
     ('trm_single_z', 0, {'L_level'}),
+    ('trm_multi_z', 0, {'L_level'}),
     ('transformer', 2, {'H_level'}),
   ],
 )
@@ -218,6 +224,31 @@ def test_trm_gradient_is_the_last_full_recursion():
   g1 = _grad_of_segment(m1, lambda model, x, y, z: model.segment(y, z, x), inputs, rows, z)
   diff = jax.tree.map(lambda a, b: float(jnp.max(jnp.abs(a - b)) / jnp.max(jnp.abs(b))), g1, g)
   assert max(jax.tree.leaves(diff['L_level'])) > 0.05, diff['L_level']
+
+
+def test_multi_z_segment_follows_the_reference_loop():
+  """trm_hier6.py: at L-step i of a cycle z_i <- f(sum_j z_j, y + x); then y <- f(y, sum_j z_j)."""
+  T, n = 2, 3
+  cfg = _tiny_cfg(arch='trm_multi_z', H_layers=0, H_cycles=T, L_cycles=n, gradient='last_cycle')
+  m = model_lib.ReasoningModel(cfg.model, 11, 9, rngs=nnx.Rngs(0))
+  y0, z0 = m.initial_state(2)
+  S, D = m.total_len, 16
+  chex.assert_shape((y0, z0), ((2, S, D), (2, S, n * D)))
+  chex.assert_trees_all_equal(z0[0, 0], m.L_init[...])  # n initial vectors side by side
+  x = jax.random.normal(jax.random.key(1), (2, S, D))
+  z0 = jax.random.normal(jax.random.key(2), (2, S, n * D))  # distinct features
+  f = lambda s, inj: m.L_level(s, inj, m.rope())  # noqa: E731
+  y, zs = y0, [z0[..., i * D : (i + 1) * D] for i in range(n)]
+  for _ in range(T):
+    for i in range(n):
+      zs[i] = f(sum(zs), y + x)
+    y = f(y, sum(zs))
+  got_y, got_z = m.segment(y0, z0, x)
+  # Summation order of the features may differ (jnp.sum vs left to right): a rounding-level
+  # difference, bounded as for any two compilations (helpers.state_tol).
+  tol = helpers.state_tol(m.cfg, S, T * (n + 1))
+  chex.assert_trees_all_close(got_y, y, atol=tol, rtol=0)
+  chex.assert_trees_all_close(got_z, jnp.concatenate(zs, axis=-1), atol=tol, rtol=0)
 
 
 def test_transformer_baseline_is_one_pass_with_full_gradient():

@@ -62,3 +62,20 @@ def test_preset_runs_one_train_step_at_full_size(preset):
   cfg.train.update(global_batch_size=2, steps=1)
   cfg.opt.lr_warmup_steps = 1
   _check_step(cfg, *_one_step(cfg))
+
+
+def test_direct_baseline_gets_no_q_continue_loss():
+  # TRM's transformers_baseline.py halts on q_halt > q_continue but never computes the continue
+  # target: that column of the Q head gets zero gradient, so Adam-atan2 (atan2(0, 0) = 0) moves
+  # it by the decoupled weight decay alone.
+  cfg = config_lib.shrink(helpers.load_config('experiments/sudoku.py', 'direct'))
+  assert cfg.act.halt_rule == 'q_continue' and not cfg.act.q_continue_loss
+  assert config_lib.TRM_ABLATIONS['direct']['act.q_continue_loss'] is False
+  state0, state1, metrics = _one_step(cfg)
+  assert metrics['q_continue_loss'] == 0
+  lr = float(ts.schedules(config_lib.resolve(cfg, 1.0))[0](1))
+  decay = 1 - lr * cfg.opt.weight_decay
+  q0, q1 = state0.params['q_head'], state1.params['q_head']
+  np.testing.assert_array_equal(np.asarray(q1['kernel'][...][:, 1]), 0.0)
+  np.testing.assert_allclose(float(q1['bias'][...][1]), -5.0 * decay, rtol=1e-6)
+  assert np.any(np.asarray(q1['kernel'][...][:, 0]) != np.asarray(q0['kernel'][...][:, 0]))

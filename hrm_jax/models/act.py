@@ -7,16 +7,22 @@ checkpointed with the parameters).
 
 from __future__ import annotations
 
+from typing import Optional
+
 import flax.struct
 import jax
 import jax.numpy as jnp
+
+# Batch key of a per-row exploration minimum that replaces the drawn one (`halt_decision`).
+MIN_STEPS_KEY = 'min_halt_steps'
 
 
 @flax.struct.dataclass
 class Carry:
   """ACT carry for a batch of B rows.
 
-  z_H, z_L: [B, S, D] detached recurrent states (compute dtype).
+  z_H, z_L: [B, S, D] detached recurrent states (compute dtype; z_L [B, S, n·D] for
+    trm_multi_z).
   steps: int32 [B] segments run on the current data. halted: bool [B].
   inputs, labels: int32 [B, L]; puzzle_identifiers: int32 [B] — the row's current data.
   """
@@ -30,17 +36,20 @@ class Carry:
   puzzle_identifiers: jax.Array
 
 
-def empty_carry(batch_size: int, state_shape: tuple[int, int], seq_len: int, dtype) -> Carry:
+def empty_carry(
+  batch_size: int, state_shape: tuple[int, int], seq_len: int, dtype, z_L_width: int = 0
+) -> Carry:
   """A carry whose rows are all halted, so the first call loads a whole fresh batch (§3.1).
 
-  state_shape = (P+L, D). States and data are placeholders; they are replaced before use.
+  state_shape = (P+L, D); z_L is (P+L, z_L_width) when that is given (trm_multi_z's n·D). States
+  and data are placeholders; they are replaced before use.
   """
   # Distinct arrays for every field: the train step donates the carry buffer by buffer.
-  z = lambda: jnp.zeros((batch_size, *state_shape), dtype)  # noqa: E731
+  S, D = state_shape
   tokens = lambda: jnp.zeros((batch_size, seq_len), jnp.int32)  # noqa: E731
   return Carry(
-    z_H=z(),
-    z_L=z(),
+    z_H=jnp.zeros((batch_size, S, D), dtype),
+    z_L=jnp.zeros((batch_size, S, z_L_width or D), dtype),
     steps=jnp.zeros((batch_size,), jnp.int32),
     halted=jnp.ones((batch_size,), bool),
     inputs=tokens(),
@@ -79,13 +88,15 @@ def halt_decision(
   exploration_prob: float,
   halt_rule: str = 'q_continue',
   training: bool = True,
+  min_steps_B: Optional[jax.Array] = None,
 ) -> jax.Array:
   """Which rows halt after this segment (§3.1 steps 3-5, TRM §4.3).
 
   steps_B already counts this segment. Always halt at M_max. In training (and M_max > 1) also
   halt when Q says so — q_halt > q_continue ('q_continue', HRM) or q_halt > 0 ('zero', TRM) —
   but not before a per-row exploration minimum: with probability ε, min_steps ~ U{2..M_max},
-  else 0 (one coin per row, not per batch). Evaluation halts only at M_max.
+  else 0 (one coin per row, not per batch). Evaluation halts only at M_max. `min_steps_B`
+  replaces the drawn minimum (the reference's own draws, `tools.torch_parity`).
   """
   halted = steps_B >= M_max
   if not training or M_max <= 1:
@@ -96,10 +107,11 @@ def halt_decision(
     q_says_halt = q_halt_B > 0
   else:
     raise ValueError(f"act.halt_rule must be 'q_continue' or 'zero', got {halt_rule!r}")
-  k_explore, k_steps = jax.random.split(key)
-  explore = jax.random.uniform(k_explore, steps_B.shape) < exploration_prob
-  min_steps = jnp.where(explore, jax.random.randint(k_steps, steps_B.shape, 2, M_max + 1), 0)
-  return (halted | q_says_halt) & (steps_B >= min_steps)
+  if min_steps_B is None:
+    k_explore, k_steps = jax.random.split(key)
+    explore = jax.random.uniform(k_explore, steps_B.shape) < exploration_prob
+    min_steps_B = jnp.where(explore, jax.random.randint(k_steps, steps_B.shape, 2, M_max + 1), 0)
+  return (halted | q_says_halt) & (steps_B >= min_steps_B)
 
 
 def q_continue_target(

@@ -8,6 +8,9 @@
                    H_layers > 0 the y-update gets its own network (the "separate f_H, f_L"
                    ablation). The reference's TRM config has H_layers 0 ("ignored").
   'trm_single_z' — one network and one carried state (TRM Table 2 "single z", §4.7).
+  'trm_multi_z'  — one network, the answer y and n = L_cycles latent features z_1..z_n, each
+                   updated once per cycle from their sum (TRM Table 2 "multi-scale z", the
+                   reference's `trm_hier6.py`); z_L holds them side by side, [B, S, n·D].
   'transformer'  — the direct-prediction baseline (§4.7): H_layers blocks applied once per
                    segment to (z_H + x) with full gradient; H_cycles/L_cycles are unused.
 
@@ -32,7 +35,7 @@ from flax import nnx
 from hrm_jax.models import layers, recurrence
 
 POS_ENCODINGS = ('rope', 'learned', 'none')
-ARCHS = ('hrm', 'trm', 'trm_single_z', 'transformer')
+ARCHS = ('hrm', 'trm', 'trm_single_z', 'trm_multi_z', 'transformer')
 DTYPES = {'float32': jnp.float32, 'bfloat16': jnp.bfloat16, 'float16': jnp.float16}
 
 
@@ -139,6 +142,15 @@ def has_separate_f_H(cfg: Any) -> bool:
   return cfg.arch in ('hrm', 'transformer') or (cfg.arch == 'trm' and cfg.H_layers > 0)
 
 
+def z_L_features(cfg: Any) -> int:
+  """How many D-wide features z_L holds: L_cycles for trm_multi_z, else 1.
+
+  The reference's `trm_hier6.py` always carries 6 and needs L_cycles <= 6; at L_cycles = 6 (its
+  config) the two agree, and with fewer cycles its unused features would be constants.
+  """
+  return cfg.L_cycles if cfg.arch == 'trm_multi_z' else 1
+
+
 def has_f_L(cfg: Any) -> bool:
   """Whether `cfg` (the model group) builds an L_level network."""
   return cfg.arch != 'transformer'
@@ -194,7 +206,8 @@ class ReasoningModel(nnx.Module):
     # Stored in fp32 (the reference keeps bf16 buffers); cast to the compute dtype at use.
     init_state = layers.trunc_normal_init(1.0)
     self.H_init = layers.Buffer(init_state(rngs.params(), (D,)))
-    self.L_init = layers.Buffer(init_state(rngs.params(), (D,)))
+    # trm_multi_z: one initial vector per latent feature, as the reference's L1_init..L6_init.
+    self.L_init = layers.Buffer(init_state(rngs.params(), (z_L_features(cfg) * D,)))
 
   def rope(self) -> Optional[layers.Rope]:
     """RoPE tables over all P+L positions, or None when RoPE is off."""
@@ -235,11 +248,12 @@ class ReasoningModel(nnx.Module):
     return net(z_H, injection, self.rope())
 
   def initial_state(self, batch_size: int) -> tuple[jax.Array, jax.Array]:
-    """(z_H, z_L) = (H_init, L_init) broadcast to [B, P+L, D] in the compute dtype."""
-    shape = (batch_size, self.total_len, self.cfg.hidden_size)
+    """(z_H, z_L) = (H_init, L_init) broadcast to [B, P+L, D] in the compute dtype
+    ([B, P+L, n·D] for z_L of trm_multi_z)."""
+    shape = (batch_size, self.total_len)
     return (
-      jnp.broadcast_to(self.H_init[...].astype(self.dtype), shape),
-      jnp.broadcast_to(self.L_init[...].astype(self.dtype), shape),
+      jnp.broadcast_to(self.H_init[...].astype(self.dtype), (*shape, self.H_init.shape[0])),
+      jnp.broadcast_to(self.L_init[...].astype(self.dtype), (*shape, self.L_init.shape[0])),
     )
 
   def cells(self, x: jax.Array) -> tuple[recurrence.Step, recurrence.Step]:
@@ -250,6 +264,8 @@ class ReasoningModel(nnx.Module):
       return None, lambda s: (self.f_H(s[0], x), s[1])
     if self.cfg.arch == 'trm_single_z':
       return recurrence.single_z_cells(self.f_L, x)
+    if self.cfg.arch == 'trm_multi_z':
+      return recurrence.multi_z_cells(self.f_L, x, z_L_features(self.cfg))
     return recurrence.hrm_cells(self.f_L, self.f_H, x)
 
   def segment(
@@ -275,6 +291,8 @@ class ReasoningModel(nnx.Module):
     N, T = c.H_cycles, c.L_cycles
     if c.arch == 'trm_single_z':  # one carried state: z is the carried z_L
       return recurrence.single_z_segment(self.f_L, z_L, x, N, T, c.gradient, record)
+    if c.arch == 'trm_multi_z':
+      return recurrence.schedule(*self.cells(x), (z_H, z_L), N, T, c.gradient, record)
     return recurrence.hrm_segment(self.f_L, self.f_H, z_H, z_L, x, N, T, c.gradient, record)
 
   def heads(self, z_H: jax.Array) -> tuple[jax.Array, jax.Array, jax.Array]:

@@ -145,6 +145,31 @@ def single_z_cells(f: Cell, x: jax.Array) -> tuple[Step, Step]:
   return low, high
 
 
+def multi_z_cells(f: Cell, x: jax.Array, k: int) -> tuple[Step, Step]:
+  """(low, high) of TRM's "multi-scale z" ablation (`trm_hier6.py`, TRM Table 2) on (y, z).
+
+  z holds k latent features side by side, z = [z_1 | ... | z_k] on its last axis ([B, S, k·D]).
+  low: z_1 ← f(Σ_j z_j, y + x), then z_1 moves to the end, so that k successive low steps
+  update z_1, ..., z_k in turn and leave them in their order (the reference updates z_i at the
+  i-th step of a cycle). high: y ← f(y, Σ_j z_j).
+  """
+
+  def split(z: jax.Array) -> jax.Array:
+    return z.reshape(*z.shape[:-1], k, z.shape[-1] // k)
+
+  def low(s: State) -> State:
+    y, z = s
+    zs = split(z)
+    new = f(jnp.sum(zs, axis=-2), y + x)
+    return y, jnp.concatenate([zs[..., 1:, :], new[..., None, :]], axis=-2).reshape(z.shape)
+
+  def high(s: State) -> State:
+    y, z = s
+    return f(y, jnp.sum(split(z), axis=-2)), z
+
+  return low, high
+
+
 def hrm_segment(
   f_L: Cell,
   f_H: Cell,

@@ -20,6 +20,7 @@ reference module names:
   embed_tokens.embedding [V, D]      <-> embed_tokens.embedding_weight
   embed_pos [P+L, D]                 <-> embed_pos.embedding_weight  (learned positions only)
   H_init, L_init [D] (buffers)       <-> H_init, L_init             (bf16 in the reference)
+  L_init [n·D] (trm_multi_z)         <-> L1_init, ..., Ln_init      (trm_hier6.py, n = 6)
   puzzle table [ids, E]              <-> puzzle_emb.weights         (a buffer in the reference)
 
 The fused projections need no reordering: `qkv_proj` is [q heads | k heads | v heads] and
@@ -110,6 +111,11 @@ def to_torch_state_dict(
       key, transpose = _torch_key(path)
       x = np.asarray(x, np.float32)
       out[prefix + key] = np.ascontiguousarray(x.T) if transpose else x
+  latent = out.get(prefix + 'L_init')
+  if latent is not None and latent.shape != np.shape(buffers['H_init']):
+    del out[prefix + 'L_init']  # trm_multi_z: one initial vector per latent feature
+    for i, part in enumerate(latent.reshape(-1, np.shape(buffers['H_init'])[0])):
+      out[f'{prefix}L{i + 1}_init'] = part
   if puzzle_emb is not None and puzzle_emb.shape[-1] > 0:
     out[prefix + PUZZLE_KEY] = np.asarray(puzzle_emb, np.float32)
   return out
@@ -124,7 +130,7 @@ def from_torch_state_dict(
   `state_dict` (prefixes stripped, weights transposed, cast to fp32 numpy). Raises one
   ConversionError listing every missing, unused (extra) and mis-shaped tensor.
   """
-  sd = strip_prefixes(state_dict)
+  sd = _join_latent_inits(strip_prefixes(state_dict))
   used: set[str] = set()
   problems: list[str] = []
 
@@ -161,6 +167,16 @@ def from_torch_state_dict(
       'the checkpoint does not match the model built from the config:\n  ' + '\n  '.join(problems)
     )
   return new_params, new_buffers, table
+
+
+def _join_latent_inits(sd: dict[str, Any]) -> dict[str, Any]:
+  """trm_hier6's L1_init, L2_init, ... as one L_init [n·D] (hrm_jax's trm_multi_z layout)."""
+  parts = []
+  while f'L{len(parts) + 1}_init' in sd and 'L_init' not in sd:
+    parts.append(sd.pop(f'L{len(parts) + 1}_init'))
+  if parts:
+    sd['L_init'] = np.concatenate([np.asarray(p, np.float32) for p in parts])
+  return sd
 
 
 def _torch_shape(shape: tuple, transpose: bool) -> tuple:
