@@ -21,8 +21,22 @@ port can match it (large for TRM-MLP at random init, whose recursion amplifies r
 --segments at 1 there). --save_state_dict writes the
 reference model's state dict as its `pretrain.py` would (keys `_orig_mod.model.inner.*`, H_init
 and L_init in bf16) with an `all_config.yaml` beside it: a stand-in for an official checkpoint
-to try `python -m hrm_jax.convert_torch` on. Needs torch, and pydantic (+ einops for TRM), which
-the reference code imports.
+to try `python -m hrm_jax.convert_torch` on.
+
+--train_steps=K compares training instead: from the same weights (random init as above), K
+steps of the reference's `train_batch` (`tools.torch_reference`: its loss head, sparse sign-SGD,
+lr lambda and EMA, Adam-atan2 transcribed from the CUDA kernel) and K hrm_jax train steps, on
+the same K random global batches of --batch rows (--num_puzzle_ids ids, so that ids repeat),
+each side carrying its ACT state (halted rows take the next batch's rows). --exploration=off
+sets the halting exploration probability to 0 on both sides; =reference keeps the config's and
+feeds the reference's draws to hrm_jax (`act.MIN_STEPS_KEY`). Prints
+
+  train_loss_max_rel_err  q_halt_max_abs_err  halt_decision_mismatches  first_mismatch_step
+  puzzle_emb_max_rel_err  params_max_rel_err  (ema_max_rel_err with EMA)
+
+(--verbose: a table of every step) and exits 1 when the loss error exceeds --tol, a final
+weight error --weights_tol, or a halting decision differs. Needs torch and what the reference
+code imports: `pip install -e ".[parity]"`.
 """
 
 from __future__ import annotations
@@ -30,14 +44,16 @@ from __future__ import annotations
 import os
 import sys
 import types
-from typing import Any
+from typing import Any, Optional
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
+from hrm_jax import config as config_lib
 from hrm_jax import train_step as ts
+from hrm_jax.models import act
 from hrm_jax.tools import convert_torch
 
 REFERENCE = {
@@ -198,6 +214,169 @@ def jax_rollout(graphdef, state, batch: dict, segments: int) -> list[tuple[np.nd
   return outs
 
 
+# ---------------------------------------------------------------------------------------------
+# Training trajectories (--train_steps=K)
+
+
+def random_batches(
+  rng: np.random.Generator, steps: int, batch: int, vocab: int, seq_len: int, num_ids: int
+) -> list[dict[str, np.ndarray]]:
+  """`steps` global batches of random tokens: inputs [B, L] in [0, vocab), labels [B, L] in
+  [1, vocab) with about one in eight -100 (ignored), puzzle_identifiers [B] in [0, num_ids)
+  (with num_ids ~ B, ids repeat within a batch: the sparse optimizer's sum over duplicates)."""
+  out = []
+  for _ in range(steps):
+    labels = rng.integers(1, vocab, (batch, seq_len), dtype=np.int32)
+    labels[rng.random((batch, seq_len)) < 0.125] = -100
+    out.append(
+      dict(
+        inputs=rng.integers(0, vocab, (batch, seq_len), dtype=np.int32),
+        labels=labels,
+        puzzle_identifiers=rng.integers(0, num_ids, (batch,), dtype=np.int32),
+      )
+    )
+  return out
+
+
+def jax_train_rollout(
+  cfg, graphdef, state, batches: list[dict], min_halt_steps: Optional[list] = None
+) -> tuple[list[dict[str, np.ndarray]], Any]:
+  """hrm_jax's jitted train step over `batches`, carrying the ACT state from step to step.
+
+  Returns (one record per step, final state). A record has `loss` (lm + q_weight·(q_halt +
+  q_continue), the sum over the batch, as the reference's loss head returns it), `q_halt` and
+  `q_continue` [B] (the step's forward: the heads on the carried z_H with the weights before the
+  update), `halted` [B]. `min_halt_steps[k]` [B], where given, replaces step k's exploration draw.
+  """
+  cfg = config_lib.resolve(cfg, 1.0)
+  step_fn = ts.jit_train_step(graphdef, cfg)
+  heads = jax.jit(lambda p, b, z_H: nnx.merge(graphdef, p, b).heads(z_H)[1:])
+  carry = ts.init_carry(graphdef, state, *batches[0]['inputs'].shape)
+  records = []
+  for k, batch in enumerate(batches):
+    batch = dict(batch)
+    if min_halt_steps is not None:
+      batch[act.MIN_STEPS_KEY] = np.asarray(min_halt_steps[k], np.int32)
+    params = state.params
+    state, carry, m = step_fn(state, carry, batch)
+    q_halt, q_cont = heads(params, state.buffers, carry.z_H)
+    m = jax.device_get(m)
+    loss = m['lm_loss'] + cfg.loss.q_weight * (m['q_halt_loss'] + m['q_continue_loss'])
+    records.append(
+      dict(
+        loss=np.float64(loss),
+        q_halt=np.asarray(q_halt),
+        q_continue=np.asarray(q_cont),
+        halted=np.asarray(carry.halted),
+      )
+    )
+  return records, state
+
+
+def _max_rel(got: np.ndarray, want: np.ndarray) -> float:
+  """max |got − want| / max |want| (0 when both are all zero)."""
+  scale = float(np.max(np.abs(want))) if np.size(want) else 0.0
+  diff = float(np.max(np.abs(np.asarray(got, np.float64) - want))) if np.size(want) else 0.0
+  return diff / scale if scale else diff
+
+
+def compare_trajectories(ref: list[dict], ours: list[dict]) -> tuple[dict[str, float], list]:
+  """(summary, per-step table) of two runs' step records (`jax_train_rollout`'s keys).
+
+  train_loss_max_rel_err: max over steps of |loss − ref| / |ref|; q_halt_max_abs_err: max
+  |q_halt − ref| over steps and rows; halt_decision_mismatches: rows whose halting differs,
+  summed over steps; first_mismatch_step: the first such step (0: none). After a halting
+  mismatch the two runs train on different rows, so later errors are no longer comparable.
+  """
+  table, mismatches, first = [], 0, 0
+  for k, (r, o) in enumerate(zip(ref, ours), start=1):
+    rel = abs(o['loss'] - r['loss']) / max(abs(r['loss']), 1e-30)
+    dq = float(np.max(np.abs(o['q_halt'] - r['q_halt'])))
+    bad = int(np.sum(o['halted'] != r['halted']))
+    mismatches += bad
+    first = first or (k if bad else 0)
+    table.append((k, r['loss'], o['loss'], rel, dq, bad, int(np.sum(r['halted']))))
+  summary = dict(
+    train_loss_max_rel_err=max(row[3] for row in table),
+    q_halt_max_abs_err=max(row[4] for row in table),
+    halt_decision_mismatches=float(mismatches),
+    first_mismatch_step=float(first),
+  )
+  return summary, table
+
+
+def weight_errors(ref: dict[str, np.ndarray], ours: dict[str, np.ndarray]) -> dict[str, float]:
+  """{tensor name: `_max_rel`} over the tensors of both (ParityError when their names differ)."""
+  if set(ref) != set(ours):
+    raise ParityError(f'tensor names differ: {sorted(set(ref) ^ set(ours))}')
+  return {k: _max_rel(ours[k], ref[k]) for k in sorted(ref)}
+
+
+def compare_weights(ref: dict[str, np.ndarray], ours: dict[str, np.ndarray]) -> float:
+  """The largest of `weight_errors`."""
+  return max(weight_errors(ref, ours).values())
+
+
+def run_training(cfg, repo: str, model_name: str, flags_: Any) -> tuple[dict[str, float], list]:
+  """K reference training steps and K hrm_jax train steps from the same weights on the same
+  batches; returns (summary errors, per-step table + a last row ('worst tensors', the five
+  largest final weight errors))."""
+  from hrm_jax.tools import torch_reference
+
+  check_config(cfg, model_name)
+  K, B = flags_.train_steps, flags_.batch
+  cfg.model.compute_dtype = 'float32'
+  cfg.train.update(steps=K, global_batch_size=B)
+  if flags_.exploration == 'off':
+    cfg.act.halt_exploration_prob = 0.0
+  cls = import_reference(repo, model_name)
+  torch_reference.import_checkout(repo)
+  vocab, seq_len = convert_torch.data_shapes(cfg.data)
+  num_ids = flags_.num_puzzle_ids
+  import torch
+
+  torch.manual_seed(flags_.seed)
+  ref = cls(reference_config(cfg, model_name, B, vocab, seq_len, num_ids))
+  _randomize(ref.inner, flags_.seed)
+  np_sd = {k: v.float().numpy() for k, v in saved_state_dict(ref).items()}
+  _, graphdef, state, _ = convert_torch.convert_state_dict(cfg, np_sd)
+  ema_rate = cfg.ema.rate if cfg.ema.enabled else None
+  twin = _perturbed(ref, flags_.seed) if flags_.noise_floor else None
+  batches = random_batches(np.random.default_rng(flags_.seed), K, B, vocab, seq_len, num_ids)
+
+  def reference_run(model):
+    torch.manual_seed(flags_.seed + 1)  # the same exploration draws in every reference run
+    trainer = torch_reference.ReferenceTrainer(model, cfg, K, ema_rate)
+    return trainer, [trainer.step(b) for b in batches]
+
+  trainer, ref_records = reference_run(ref)
+  draws = [r['min_halt_steps'] for r in ref_records] if flags_.exploration == 'reference' else None
+  records, state = jax_train_rollout(cfg, graphdef, state, batches, draws)
+  summary, table = compare_trajectories(ref_records, records)
+  state = jax.device_get(state)
+  ours = convert_torch.to_torch_state_dict(state.params, state.buffers, state.puzzle_emb, prefix='')
+  want = trainer.state_dict()
+  table_key = convert_torch.PUZZLE_KEY
+  if table_key in want:
+    summary['puzzle_emb_max_rel_err'] = _max_rel(ours.pop(table_key), want.pop(table_key))
+  errors = weight_errors(want, ours)
+  summary['params_max_rel_err'] = max(errors.values())
+  if cfg.ema.enabled:
+    ema = convert_torch.to_torch_state_dict(state.ema_params, {}, None, prefix='')
+    summary['ema_max_rel_err'] = compare_weights(trainer.ema_state_dict(), ema)
+  if twin is not None:
+    # The reference's own sensitivity: the same run from weights moved by about one fp32 ulp.
+    twin_trainer, twin_records = reference_run(twin)
+    floor, _ = compare_trajectories(ref_records, twin_records)
+    summary.update({f'noise_floor_{k}': v for k, v in floor.items()})
+    summary['noise_floor_params_max_rel_err'] = compare_weights(
+      trainer.state_dict(), twin_trainer.state_dict()
+    )
+  worst = sorted(errors.items(), key=lambda kv: -kv[1])[:5]
+  table.append(('worst tensors', worst))
+  return summary, table
+
+
 def run(cfg, repo: str, model_name: str, flags_: Any) -> dict[str, float]:
   """Builds both models, runs them and returns {'max_abs_err_logits': ..., ...}."""
   import torch
@@ -250,23 +429,30 @@ def run(cfg, repo: str, model_name: str, flags_: Any) -> dict[str, float]:
   return result
 
 
-def _perturbed_rollout(ref, batch: dict, flags_: Any) -> list[tuple[np.ndarray, ...]]:
-  """The reference rollout with every weight scaled by (1 + 2⁻²³·N(0, 1)), about one fp32 ulp.
+def _perturbed(ref, seed: int):
+  """A copy of the reference model with every weight scaled by (1 + 2⁻²³·N(0, 1)), about one
+  fp32 ulp.
 
-  How far this moves the outputs is the reference's own fp32 noise floor: deep recursions
-  (TRM-MLP at random init especially) amplify rounding differences by orders of magnitude, and
-  no port can match the reference more closely than its own sensitivity to rounding.
+  How far this moves the outputs (or a training run) is the reference's own fp32 noise floor:
+  deep recursions (TRM-MLP at random init especially) amplify rounding differences by orders of
+  magnitude, and no port can match the reference more closely than its own sensitivity to
+  rounding.
   """
   import copy
 
   import torch
 
   twin = copy.deepcopy(ref)
-  g = torch.Generator().manual_seed(flags_.seed + 1)
+  g = torch.Generator().manual_seed(seed + 1)
   with torch.no_grad():
     for p in twin.parameters():
       p.mul_(1 + 2.0**-23 * torch.randn(p.shape, generator=g))
-  return reference_rollout(twin, batch, flags_.segments)
+  return twin
+
+
+def _perturbed_rollout(ref, batch: dict, flags_: Any) -> list[tuple[np.ndarray, ...]]:
+  """The reference rollout of `_perturbed(ref)`: the forward comparison's noise floor."""
+  return reference_rollout(_perturbed(ref, flags_.seed), batch, flags_.segments)
 
 
 def _save(sd: dict, path: str, arch: dict, model: str) -> None:
@@ -299,7 +485,27 @@ def define_flags() -> None:
   flags.DEFINE_integer('segments', 1, 'ACT segments to run and compare (from the initial carry).')
   flags.DEFINE_integer('num_puzzle_ids', 3, 'Puzzle-table rows at random init.')
   flags.DEFINE_integer('seed', 0, 'Seed of the weights and inputs.')
-  flags.DEFINE_float('tol', 1e-4, 'Largest max-abs error accepted.')
+  flags.DEFINE_float(
+    'tol', 1e-4, 'Largest error accepted: max-abs; with --train_steps, the relative loss error.'
+  )
+  flags.DEFINE_integer('train_steps', 0, 'K > 0: compare K training steps instead of a forward.')
+  flags.DEFINE_enum(
+    'exploration',
+    'off',
+    ['off', 'reference'],
+    'Halting exploration with --train_steps: off (probability 0 on both sides), or the '
+    "reference's draws fed to hrm_jax.",
+  )
+  flags.DEFINE_bool('verbose', False, 'With --train_steps: print a table of every step.')
+  flags.DEFINE_bool(
+    'noise_floor',
+    False,
+    'With --train_steps: also train the reference from weights moved by ~1 ulp and report how '
+    'far its own run moves (noise_floor_*).',
+  )
+  flags.DEFINE_float(
+    'weights_tol', 1e-3, 'With --train_steps: largest relative error of the final weights.'
+  )
   flags.mark_flags_as_required(['config', 'repo', 'model'])
 
 
@@ -309,6 +515,9 @@ def main(argv):
   from absl import flags
 
   f = flags.FLAGS
+  if f.train_steps > 0:
+    _train_main(f)
+    return
   result = run(f.config, f.repo, f.model, f)
   for k, v in result.items():
     print(f'{k}: {v:.3e}')
@@ -318,6 +527,31 @@ def main(argv):
   if worst > f.tol:
     floor = max(v for k, v in result.items() if k.startswith('noise_floor'))
     print(f'FAIL: {worst:.3e} > tol {f.tol:g} (reference noise floor {floor:.3e})')
+    sys.exit(1)
+  print('OK')
+
+
+def _train_main(f) -> None:
+  """--train_steps: prints the summary (and with --verbose the per-step table); exit 1 when a
+  relative error exceeds --tol or a halting decision differs."""
+  summary, table = run_training(f.config, f.repo, f.model, f)
+  (_, worst) = table.pop()
+  if f.verbose:
+    print('step  ref_loss  loss  rel_err  q_halt_abs_err  halt_mismatches  halted')
+    for k, r, o, rel, dq, bad, halted in table:
+      print(f'{k} {r:.6e} {o:.6e} {rel:.2e} {dq:.2e} {bad} {halted}')
+    print('largest final weight errors: ' + ', '.join(f'{k} {v:.2e}' for k, v in worst))
+  for k, v in summary.items():
+    print(f'{k}: {int(v) if k.endswith(("mismatches", "mismatch_step")) else f"{v:.3e}"}')
+  ours = {k: v for k, v in summary.items() if not k.startswith('noise_floor')}
+  weights = max(v for k, v in ours.items() if k.endswith('rel_err') and not k.startswith('train'))
+  loss = summary['train_loss_max_rel_err']
+  mismatches = int(summary['halt_decision_mismatches'])
+  if loss > f.tol or weights > f.weights_tol or mismatches:
+    print(
+      f'FAIL: loss relative error {loss:.3e} (tol {f.tol:g}), weights {weights:.3e} '
+      f'(tol {f.weights_tol:g}), {mismatches} halting decisions differ'
+    )
     sys.exit(1)
   print('OK')
 
