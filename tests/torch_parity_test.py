@@ -79,6 +79,8 @@ def test_error_measures():
   ours = [rec(2.002, [0.0, 1.5], [False, True]), rec(4.0, [1.0, 1.0], [True, False])]
   summary, table = tp.compare_trajectories(ref, ours)
   assert summary['train_loss_max_rel_err'] == pytest.approx(1e-3)
+  assert summary['steps_within_tol'] == 0  # 1e-3 > the default tol 1e-4 at step 1
+  assert tp.compare_trajectories(ref, ours, tol=2e-3)[0]['steps_within_tol'] == 2
   assert summary['q_halt_max_abs_err'] == 0.5
   assert summary['halt_decision_mismatches'] == 1 and summary['first_mismatch_step'] == 2
   assert [row[5] for row in table] == [0, 1]

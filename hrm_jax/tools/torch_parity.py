@@ -280,13 +280,16 @@ def _max_rel(got: np.ndarray, want: np.ndarray) -> float:
   return diff / scale if scale else diff
 
 
-def compare_trajectories(ref: list[dict], ours: list[dict]) -> tuple[dict[str, float], list]:
+def compare_trajectories(
+  ref: list[dict], ours: list[dict], tol: float = 1e-4
+) -> tuple[dict[str, float], list]:
   """(summary, per-step table) of two runs' step records (`jax_train_rollout`'s keys).
 
-  train_loss_max_rel_err: max over steps of |loss − ref| / |ref|; q_halt_max_abs_err: max
-  |q_halt − ref| over steps and rows; halt_decision_mismatches: rows whose halting differs,
-  summed over steps; first_mismatch_step: the first such step (0: none). After a halting
-  mismatch the two runs train on different rows, so later errors are no longer comparable.
+  train_loss_max_rel_err: max over steps of |loss − ref| / |ref|; steps_within_tol: how many
+  steps from the first keep that error ≤ tol; q_halt_max_abs_err: max |q_halt − ref| over
+  steps and rows; halt_decision_mismatches: rows whose halting differs, summed over steps;
+  first_mismatch_step: the first such step (0: none). After a halting mismatch the two runs
+  train on different rows, so later errors are no longer comparable.
   """
   table, mismatches, first = [], 0, 0
   for k, (r, o) in enumerate(zip(ref, ours), start=1):
@@ -296,8 +299,10 @@ def compare_trajectories(ref: list[dict], ours: list[dict]) -> tuple[dict[str, f
     mismatches += bad
     first = first or (k if bad else 0)
     table.append((k, r['loss'], o['loss'], rel, dq, bad, int(np.sum(r['halted']))))
+  within = next((row[0] - 1 for row in table if row[3] > tol), len(table))
   summary = dict(
     train_loss_max_rel_err=max(row[3] for row in table),
+    steps_within_tol=float(within),
     q_halt_max_abs_err=max(row[4] for row in table),
     halt_decision_mismatches=float(mismatches),
     first_mismatch_step=float(first),
@@ -352,7 +357,7 @@ def run_training(cfg, repo: str, model_name: str, flags_: Any) -> tuple[dict[str
   trainer, ref_records = reference_run(ref)
   draws = [r['min_halt_steps'] for r in ref_records] if flags_.exploration == 'reference' else None
   records, state = jax_train_rollout(cfg, graphdef, state, batches, draws)
-  summary, table = compare_trajectories(ref_records, records)
+  summary, table = compare_trajectories(ref_records, records, flags_.tol)
   state = jax.device_get(state)
   ours = convert_torch.to_torch_state_dict(state.params, state.buffers, state.puzzle_emb, prefix='')
   want = trainer.state_dict()
@@ -367,11 +372,20 @@ def run_training(cfg, repo: str, model_name: str, flags_: Any) -> tuple[dict[str
   if twin is not None:
     # The reference's own sensitivity: the same run from weights moved by about one fp32 ulp.
     twin_trainer, twin_records = reference_run(twin)
-    floor, _ = compare_trajectories(ref_records, twin_records)
+    floor, floor_table = compare_trajectories(ref_records, twin_records, flags_.tol)
     summary.update({f'noise_floor_{k}': v for k, v in floor.items()})
-    summary['noise_floor_params_max_rel_err'] = compare_weights(
-      trainer.state_dict(), twin_trainer.state_dict()
-    )
+    # Per step: the reference's own loss and q_halt deviation beside ours.
+    table = [row + (f[3], f[4]) for row, f in zip(table, floor_table)]
+    want, twin_sd = trainer.state_dict(), twin_trainer.state_dict()
+    if table_key in want:
+      summary['noise_floor_puzzle_emb_max_rel_err'] = _max_rel(
+        twin_sd.pop(table_key), want.pop(table_key)
+      )
+    summary['noise_floor_params_max_rel_err'] = compare_weights(want, twin_sd)
+    if cfg.ema.enabled:
+      summary['noise_floor_ema_max_rel_err'] = compare_weights(
+        trainer.ema_state_dict(), twin_trainer.ema_state_dict()
+      )
   worst = sorted(errors.items(), key=lambda kv: -kv[1])[:5]
   table.append(('worst tensors', worst))
   return summary, table
@@ -537,12 +551,14 @@ def _train_main(f) -> None:
   summary, table = run_training(f.config, f.repo, f.model, f)
   (_, worst) = table.pop()
   if f.verbose:
-    print('step  ref_loss  loss  rel_err  q_halt_abs_err  halt_mismatches  halted')
-    for k, r, o, rel, dq, bad, halted in table:
-      print(f'{k} {r:.6e} {o:.6e} {rel:.2e} {dq:.2e} {bad} {halted}')
+    floor = ' floor_rel_err floor_q_halt_abs_err' if f.noise_floor else ''
+    print('step ref_loss loss rel_err q_halt_abs_err halt_mismatches halted' + floor)
+    for k, r, o, rel, dq, bad, halted, *fl in table:
+      extra = ''.join(f' {x:.2e}' for x in fl)
+      print(f'{k} {r:.6e} {o:.6e} {rel:.2e} {dq:.2e} {bad} {halted}{extra}')
     print('largest final weight errors: ' + ', '.join(f'{k} {v:.2e}' for k, v in worst))
   for k, v in summary.items():
-    print(f'{k}: {int(v) if k.endswith(("mismatches", "mismatch_step")) else f"{v:.3e}"}')
+    print(f'{k}: {int(v) if k.endswith(("mismatches", "_step", "_tol")) else f"{v:.3e}"}')
   ours = {k: v for k, v in summary.items() if not k.startswith('noise_floor')}
   weights = max(v for k, v in ours.items() if k.endswith('rel_err') and not k.startswith('train'))
   loss = summary['train_loss_max_rel_err']
