@@ -311,6 +311,24 @@ def validate(cfg: ml_collections.ConfigDict, num_devices: int = 1) -> None:
   _check(cfg.mesh.prefetch >= 0, 'mesh.prefetch', f'must be >= 0, got {cfg.mesh.prefetch}')
   _check(cfg.opt.lr_warmup_steps >= 0, 'opt.lr_warmup_steps', 'must be >= 0')
   _check(0.0 <= cfg.opt.lr_min_ratio <= 1.0, 'opt.lr_min_ratio', 'must be in [0, 1]')
+  o = cfg.opt
+  # `not (x > 0)` also catches NaN, which compares false with everything.
+  _check(math.isfinite(o.lr) and o.lr > 0, 'opt.lr', f'must be a finite number > 0, got {o.lr}')
+  for name in ('puzzle_emb_lr', 'weight_decay', 'puzzle_emb_weight_decay'):
+    v = o[name]
+    _check(math.isfinite(v) and v >= 0, f'opt.{name}', f'must be a finite number >= 0, got {v}')
+  for name in ('b1', 'b2'):
+    _check(0.0 <= o[name] < 1.0, f'opt.{name}', f'must be in [0, 1), got {o[name]}')
+  _check(
+    cfg.ckpt.max_to_keep >= 1,
+    'ckpt.max_to_keep',
+    f'must be >= 1 (how many checkpoints to keep), got {cfg.ckpt.max_to_keep}',
+  )
+  _check(cfg.ckpt.every_steps >= 0, 'ckpt.every_steps', 'must be >= 0 (0: at each evaluation)')
+  _check(cfg.eval.max_examples >= 0, 'eval.max_examples', 'must be >= 0 (0: all)')
+  _check(
+    cfg.eval.halt_max_steps >= 0, 'eval.halt_max_steps', 'must be >= 0 (0: act.halt_max_steps)'
+  )
 
 
 def resolve(cfg: ml_collections.ConfigDict, steps_per_epoch: float) -> ml_collections.ConfigDict:

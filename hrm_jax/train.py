@@ -79,6 +79,10 @@ def train_and_evaluate(
   test_split = data_format.load_split(data_dir, 'test', mmap=True)
   evaluator = tasks.get(cfg.data.name).evaluator(cfg, data_dir)
   meta = train_split.metadata
+  # Before anything compiles: an evaluation that cannot run would fail after training.
+  evaluate.check_eval_data(data_dir, test_split.metadata, meta)
+  if test_split.num_examples == 0:
+    raise data_format.DatasetError(f'{data_dir}: the test split has no examples to evaluate on')
   mesh = sharding.Mesh(shard_puzzle_emb=cfg.mesh.shard_puzzle_emb)
   cfg = config_lib.resolve(cfg, loader.steps_per_epoch(train_split, cfg.train.global_batch_size))
   t = cfg.train
@@ -146,6 +150,9 @@ def train_and_evaluate(
         log.add(step, metrics)  # reads step - 1's metrics while this one runs
         if step == last_step:
           log.finish(step)
+        stop = preemption.requested(step)
+        if stop or step % ckpt_every == 0 or step == last_step:
+          save(step)  # before the evaluation: a failing evaluation loses no training
         if step % t.eval_every == 0 or step == last_step:
           log.flush()
           # A picture only TensorBoard shows; the same on every process (it gathers preds).
@@ -161,9 +168,6 @@ def train_and_evaluate(
             sample,
             cfg.data.name,
           )
-        stop = preemption.requested(step)
-        if stop or step % ckpt_every == 0 or step == last_step:
-          save(step)
         if stop:
           print(f'preempted: checkpoint at step {step} saved; rerun to resume', flush=True)
           break

@@ -105,9 +105,18 @@ def test_batch_must_divide_over_devices(devices, batch, ok):
     ('model.gradient', 'last_two', 'model.gradient: must be one of'),
     ('ema.rate', 1.0, r'ema.rate: must be in \[0, 1\)'),
     ('model.L_layers', 0, 'model.L_layers: must be >= 1'),
+    # Issue 18: fields that used to pass and then ran gradient ascent, NaN'd at step 2 (and were
+    # written into config.json), deleted every checkpoint or crashed at the first evaluation.
+    ('opt.lr', -1.0, 'opt.lr: must be a finite number > 0'),
+    ('opt.lr', float('nan'), 'opt.lr: must be a finite number > 0'),
+    ('opt.puzzle_emb_lr', float('inf'), 'opt.puzzle_emb_lr: must be a finite number >= 0'),
+    ('opt.weight_decay', -0.1, 'opt.weight_decay: must be a finite number >= 0'),
+    ('opt.b2', 1.0, r'opt.b2: must be in \[0, 1\)'),
+    ('ckpt.max_to_keep', 0, 'ckpt.max_to_keep: must be >= 1'),
+    ('eval.max_examples', -1, 'eval.max_examples: must be >= 0'),
   ],
 )
-def test_validate_names_the_bad_model_field(field, value, message):
+def test_validate_names_the_bad_field(field, value, message):
   cfg = helpers.load_config('experiments/sudoku.py', 'trm_cpu')
   group, name = field.split('.')
   cfg[group][name] = value

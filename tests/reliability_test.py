@@ -210,3 +210,76 @@ def test_fault_injection_tool_survives_a_sigkill(tmp_path):
   assert out['kills'] == '1' and out['resumes'] == '1', out
   assert out['params_identical'] == 'true' and out['metrics_identical'] == 'true'
   assert out['steps_lost_beyond_checkpoint'] == '0'
+
+
+def _with_test_split(tiny_run, tmp_path, change: str) -> str:
+  """A copy of the tiny run's dataset whose test split is changed: 'seq_len' (one cell fewer),
+  'vocab' (one more token) or 'empty' (no examples)."""
+  import dataclasses
+
+  from hrm_jax import tasks
+  from hrm_jax.data import format as data_format
+
+  cfg, workdir, _ = tiny_run
+  src = tasks.prepare_data(cfg, workdir)
+  dst = str(tmp_path / 'data')
+  shutil.copytree(src, dst)
+  test = data_format.load_split(src, 'test', mmap=True)
+  arrays = dict(
+    inputs=np.asarray(test.inputs),
+    labels=np.asarray(test.labels),
+    puzzle_identifiers=test.puzzle_identifiers,
+    puzzle_indices=test.puzzle_indices,
+    group_indices=test.group_indices,
+  )
+  meta = test.metadata
+  if change == 'seq_len':
+    meta = dataclasses.replace(meta, seq_len=meta.seq_len - 1)
+    arrays.update(inputs=arrays['inputs'][:, :-1], labels=arrays['labels'][:, :-1])
+  elif change == 'vocab':
+    meta = dataclasses.replace(meta, vocab_size=meta.vocab_size + 1)
+  else:
+    L = meta.seq_len
+    arrays = dict(
+      inputs=np.zeros((0, L), np.uint8),
+      labels=np.zeros((0, L), np.uint8),
+      puzzle_identifiers=np.zeros(0, np.int32),
+      puzzle_indices=np.zeros(1, np.int32),
+      group_indices=np.zeros(1, np.int32),
+    )
+    meta = dataclasses.replace(meta, total_groups=0, total_puzzles=0)
+  shutil.rmtree(os.path.join(dst, 'test'))
+  data_format.write_split(dst, 'test', meta, **arrays)
+  return dst
+
+
+@pytest.mark.parametrize(
+  'change, message',
+  [('seq_len', 'vocab_size/seq_len'), ('vocab', 'vocab_size/seq_len'), ('empty', 'no examples')],
+)
+def test_training_checks_the_test_split_before_anything_compiles(
+  tiny_run, tmp_path, change, message
+):
+  # Issue 18: a test split of another shape crashed after training, or evaluated out-of-range ids.
+  from hrm_jax.data.format import DatasetError
+
+  cfg = tiny_run[0].copy_and_resolve_references()
+  cfg.data.path = _with_test_split(tiny_run, tmp_path, change)
+  workdir = tmp_path / 'w'
+  with pytest.raises(DatasetError, match=message):
+    train.train_and_evaluate(cfg, str(workdir))
+  assert not (workdir / 'checkpoints').exists()
+
+
+def test_a_failing_evaluation_keeps_the_training_before_it(tmp_path, monkeypatch):
+  # Issue 18: the checkpoint of an evaluation step is written before the evaluation runs.
+  cfg = helpers.tiny_config()
+  cfg.train.update(steps=4, eval_every=2)
+
+  def broken(*args, **kwargs):
+    raise RuntimeError('evaluation failed')
+
+  monkeypatch.setattr(evaluate, 'run_eval', broken)
+  with pytest.raises(RuntimeError, match='evaluation failed'):
+    train.train_and_evaluate(cfg, str(tmp_path))
+  assert checkpoint.manager(str(tmp_path), 3).all_steps() == [2]
