@@ -98,7 +98,6 @@ def train_and_evaluate(
     t.global_batch_size,
     mesh,
   )
-  workdir_lib.write_run_files(workdir, cfg, meta)
   print(
     f'devices={jax.device_count()} processes={jax.process_count()} '
     f'params={ts.count_params(state.params)} total_steps={t.total_steps} '
@@ -109,6 +108,9 @@ def train_and_evaluate(
 
   mngr = checkpoint.manager(workdir, cfg.ckpt.max_to_keep)
   start, state, carry, ckpt_meta = _restore_train(mngr, state, carry)
+  # Only now, with every check passed (a checkpoint of another model is refused by the restore):
+  # a refused run must leave the workdir as it found it.
+  workdir_lib.write_run_files(workdir, cfg, meta)
   writer = metric_log.Writer(workdir, cfg.log.tensorboard)
   writer.truncate(start if start else -1)  # records after the checkpoint are redone
   if start == 0:

@@ -283,3 +283,18 @@ def test_a_failing_evaluation_keeps_the_training_before_it(tmp_path, monkeypatch
   with pytest.raises(RuntimeError, match='evaluation failed'):
     train.train_and_evaluate(cfg, str(tmp_path))
   assert checkpoint.manager(str(tmp_path), 3).all_steps() == [2]
+
+
+def test_a_refused_run_writes_no_run_files(tiny_run, tmp_path):
+  # Issue 18: with config.json gone, a run of another model was refused by the checkpoint but
+  # left its config.json behind, so the original command was refused next.
+  cfg, workdir, _ = tiny_run
+  workdir = _copy(workdir, tmp_path)
+  for name in ('config.json', 'train_metadata.json'):
+    os.remove(os.path.join(workdir, name))
+  other = cfg.copy_and_resolve_references()
+  other.model.hidden_size = 48
+  with pytest.raises(checkpoint.CheckpointMismatch):
+    train.train_and_evaluate(other, workdir)
+  assert not os.path.exists(os.path.join(workdir, 'config.json'))
+  assert not os.path.exists(os.path.join(workdir, 'train_metadata.json'))
