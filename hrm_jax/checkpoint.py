@@ -123,8 +123,15 @@ def restore(
   raise FileNotFoundError('no usable checkpoint: ' + '; '.join(errors))
 
 
+class Preempted(Exception):
+  """A preemption notice (SIGTERM/SIGINT) arrived before the training loop started."""
+
+
 class Preemption:
   """Turns SIGTERM/SIGINT into a checkpoint at the next step boundary and a clean exit.
+
+  Before `training` is set (data build, restore, compilation) there is nothing new to save: the
+  handler raises `Preempted` at once, which the caller reports and treats as a clean stop.
 
   One process: a signal handler sets a flag that `requested(step)` reports. Several processes
   (TPU pods, GPU clusters): JAX's preemption service receives SIGTERM on any host and agrees
@@ -135,6 +142,7 @@ class Preemption:
   def __init__(self, simulate_at: Optional[int] = None):
     self.signal: Optional[int] = None
     self.simulate_at = simulate_at  # a drill: as if a notice arrived at this step
+    self.training = False  # set when the loop starts: from then on, checkpoint at a step
     self._previous: dict = {}
 
   def _handle(self, signum, frame):
@@ -142,7 +150,10 @@ class Preemption:
     if self.signal is not None and signum == signal.SIGINT:
       raise KeyboardInterrupt  # a second Ctrl-C: stop now
     self.signal = signum
-    print(f'received {signal.Signals(signum).name}: checkpointing at the next step', flush=True)
+    name = signal.Signals(signum).name
+    if not self.training:
+      raise Preempted(name)
+    print(f'received {name}: checkpointing at the next step', flush=True)
 
   def __enter__(self) -> 'Preemption':
     if jax.process_count() == 1:

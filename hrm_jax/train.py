@@ -71,6 +71,23 @@ def train_and_evaluate(
   checkpoint before it is kept). `simulate_preemption_at` acts as if a preemption notice
   arrived at that step (for tests and drills). Returns the final evaluation metrics.
   """
+  with checkpoint.Preemption(simulate_at=simulate_preemption_at) as preemption:
+    try:
+      return _train_and_evaluate(cfg, workdir, preemption)
+    except checkpoint.Preempted as e:
+      # Data build, restore or compilation: nothing beyond the last checkpoint to save.
+      print(
+        f'received {e} before training started: stopped, nothing new to checkpoint; '
+        'rerun to resume',
+        flush=True,
+      )
+      return {}
+
+
+def _train_and_evaluate(
+  cfg: ml_collections.ConfigDict, workdir: str, preemption: checkpoint.Preemption
+) -> dict[str, float]:
+  """`train_and_evaluate` under the caller's preemption handler."""
   config_lib.validate(cfg, jax.device_count())  # fail before building data or compiling
   workdir_lib.check_config(cfg, workdir)
   data_dir = tasks.prepare_data(cfg, workdir)
@@ -146,33 +163,33 @@ def train_and_evaluate(
   step = start
   log.start(start)
   try:
-    with checkpoint.Preemption(simulate_at=simulate_preemption_at) as preemption:
-      for step in range(start + 1, last_step + 1):
-        state, carry, metrics = step_fn(state, carry, next(batches))
-        log.add(step, metrics)  # reads step - 1's metrics while this one runs
-        if step == last_step:
-          log.finish(step)
-        stop = preemption.requested(step)
-        if stop or step % ckpt_every == 0 or step == last_step:
-          save(step)  # before the evaluation: a failing evaluation loses no training
-        if step % t.eval_every == 0 or step == last_step:
-          log.flush()
-          # A picture only TensorBoard shows; the same on every process (it gathers preds).
-          sample = {} if cfg.log.tensorboard else None
-          eval_metrics = evaluate.run_eval(cfg, eval_fn, state, test_split, mesh, evaluator, sample)
-          evaluate.report(
-            writer,
-            workdir,
-            step,
-            eval_metrics,
-            cfg.eval.halt_max_steps,
-            evaluator,
-            sample,
-            cfg.data.name,
-          )
-        if stop:
-          print(f'preempted: checkpoint at step {step} saved; rerun to resume', flush=True)
-          break
+    preemption.training = True
+    for step in range(start + 1, last_step + 1):
+      state, carry, metrics = step_fn(state, carry, next(batches))
+      log.add(step, metrics)  # reads step - 1's metrics while this one runs
+      if step == last_step:
+        log.finish(step)
+      stop = preemption.requested(step)
+      if stop or step % ckpt_every == 0 or step == last_step:
+        save(step)  # before the evaluation: a failing evaluation loses no training
+      if step % t.eval_every == 0 or step == last_step:
+        log.flush()
+        # A picture only TensorBoard shows; the same on every process (it gathers preds).
+        sample = {} if cfg.log.tensorboard else None
+        eval_metrics = evaluate.run_eval(cfg, eval_fn, state, test_split, mesh, evaluator, sample)
+        evaluate.report(
+          writer,
+          workdir,
+          step,
+          eval_metrics,
+          cfg.eval.halt_max_steps,
+          evaluator,
+          sample,
+          cfg.data.name,
+        )
+      if stop:
+        print(f'preempted: checkpoint at step {step} saved; rerun to resume', flush=True)
+        break
   finally:
     batches.close()  # stops the prefetch thread
     mngr.wait_until_finished()  # an async save in flight completes before we return or raise

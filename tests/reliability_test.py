@@ -298,3 +298,23 @@ def test_a_refused_run_writes_no_run_files(tiny_run, tmp_path):
     train.train_and_evaluate(other, workdir)
   assert not os.path.exists(os.path.join(workdir, 'config.json'))
   assert not os.path.exists(os.path.join(workdir, 'train_metadata.json'))
+
+
+def test_sigterm_before_training_starts_stops_cleanly(tmp_path, monkeypatch, capsys):
+  # Issue 18: a SIGTERM during the data build or compilation used to kill the run with exit
+  # 143 and no message. Now it stops at once (nothing new to save), says so, and returns.
+  from hrm_jax import tasks
+
+  prepare = tasks.prepare_data
+
+  def prepare_then_signal(cfg, workdir):
+    out = prepare(cfg, workdir)
+    os.kill(os.getpid(), signal.SIGTERM)  # delivered to this (main) thread's handler
+    return out
+
+  monkeypatch.setattr(tasks, 'prepare_data', prepare_then_signal)
+  previous = signal.getsignal(signal.SIGTERM)
+  assert train.train_and_evaluate(helpers.tiny_config(), str(tmp_path)) == {}
+  assert 'received SIGTERM before training started' in capsys.readouterr().out
+  assert checkpoint.manager(str(tmp_path), 3).all_steps() == []
+  assert signal.getsignal(signal.SIGTERM) is previous  # the handler is put back
