@@ -43,15 +43,42 @@ def manager(workdir: str, max_to_keep: int = 3, read_only: bool = False) -> ocp.
   )
 
 
-def save(mngr: ocp.CheckpointManager, step: int, tree: Any, meta: Optional[dict] = None) -> None:
+def save(mngr: ocp.CheckpointManager, step: int, tree: Any, meta: Optional[dict] = None) -> bool:
   """Saves `tree` ({'state': TrainState, 'carry': Carry}) and JSON `meta` at `step`, async.
 
-  Every process calls it (each writes its shards); process 0 commits.
+  Every process calls it (each writes its shards); process 0 commits. Returns whether a save
+  was started; when orbax declines (it never saves a step at or below its latest one), says so
+  on stderr rather than pretend.
   """
-  mngr.save(
+  saved = mngr.save(
     step,
     args=ocp.args.Composite(train=ocp.args.StandardSave(tree), meta=ocp.args.JsonSave(meta or {})),
   )
+  if not saved:
+    print(
+      f'warning: checkpoint at step {step} NOT saved: {mngr.directory} already holds steps '
+      f'{sorted(mngr.all_steps())}',
+      file=sys.stderr,
+      flush=True,
+    )
+  return bool(saved)
+
+
+def set_aside(mngr: ocp.CheckpointManager, step: int) -> str:
+  """Moves the folder of `step` out of the manager's directory, to `<workdir>/checkpoints_damaged/
+  <step>` (`<step>.1`, ... if taken), and returns where: nothing is deleted, and the step no
+  longer blocks saves up to it. Works on any path orbax can write (local or a bucket)."""
+  from etils import epath
+
+  src = epath.Path(str(mngr.directory)) / str(step)
+  dest_dir = epath.Path(str(mngr.directory)).parent / 'checkpoints_damaged'
+  dest_dir.mkdir(parents=True, exist_ok=True)
+  dest, n = dest_dir / str(step), 0
+  while dest.exists():
+    n += 1
+    dest = dest_dir / f'{step}.{n}'
+  src.rename(dest)
+  return str(dest)
 
 
 def _shapes(tree) -> dict[str, tuple]:
@@ -91,13 +118,18 @@ def check_compatible(mngr: ocp.CheckpointManager, step: int, target: Any) -> Non
 
 
 def restore(
-  mngr: ocp.CheckpointManager, target: Any, step: Optional[int] = None
+  mngr: ocp.CheckpointManager,
+  target: Any,
+  step: Optional[int] = None,
+  set_aside_damaged: bool = False,
 ) -> tuple[int, Any, dict]:
   """Restores the latest (or given) step into the structure, dtypes and shardings of `target`.
 
   Returns (step, tree, meta). A checkpoint that does not fit `target` raises CheckpointMismatch;
   a damaged one (files missing or truncated) is reported and, when no step was asked for, the
-  previous one is tried. Raises FileNotFoundError when the workdir holds no usable checkpoint.
+  previous one is tried; with `set_aside_damaged` (training) the damaged step is moved aside
+  (`set_aside`), so that training can save that step again. Raises FileNotFoundError when the
+  workdir holds no usable checkpoint.
   """
   steps = sorted(mngr.all_steps(), reverse=True) if step is None else [step]
   if not steps:
@@ -118,6 +150,11 @@ def restore(
     except Exception as e:  # damaged: orbax raises many kinds (ValueError, OSError, tensorstore)
       detail = str(e).split(' [tensorstore_spec')[0]  # tensorstore appends its whole spec
       msg = f'checkpoint {mngr.directory}/{s} is damaged ({type(e).__name__}: {detail[:300]})'
+      if step is None and set_aside_damaged:
+        if jax.process_index() == 0:
+          msg += f'; moved to {set_aside(mngr, s)}'
+        multihost_utils.sync_global_devices(f'set aside checkpoint {s}')
+        mngr.reload()
       print(f'warning: {msg}', file=sys.stderr, flush=True)
       errors.append(msg)
   raise FileNotFoundError('no usable checkpoint: ' + '; '.join(errors))

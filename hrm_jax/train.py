@@ -35,7 +35,9 @@ def _restore_train(mngr, state, carry) -> tuple[int, ts.TrainState, object, dict
   """(step, state, carry, meta) of the latest usable checkpoint, or step 0 with the inputs."""
   if not mngr.all_steps():
     return 0, state, carry, {}
-  step, restored, meta = checkpoint.restore(mngr, {'state': state, 'carry': carry})
+  step, restored, meta = checkpoint.restore(
+    mngr, {'state': state, 'carry': carry}, set_aside_damaged=True
+  )
   print(f'resumed from step {step}', flush=True)
   return step, restored['state'], restored['carry'], meta
 
@@ -155,9 +157,11 @@ def _train_and_evaluate(
   batches = sharding.prefetch(host_batches, mesh, cfg.mesh.prefetch)
   ckpt_every = cfg.ckpt.every_steps or t.eval_every
 
-  def save(step: int) -> None:
+  def save(step: int) -> bool:
     log.flush()  # raises Divergence first: a non-finite state is never saved
-    checkpoint.save(mngr, step, {'state': state, 'carry': carry}, dict(train_log=log.state()))
+    return checkpoint.save(
+      mngr, step, {'state': state, 'carry': carry}, dict(train_log=log.state())
+    )
 
   eval_metrics: dict = {}
   step = start
@@ -170,8 +174,9 @@ def _train_and_evaluate(
       if step == last_step:
         log.finish(step)
       stop = preemption.requested(step)
+      saved = False
       if stop or step % ckpt_every == 0 or step == last_step:
-        save(step)  # before the evaluation: a failing evaluation loses no training
+        saved = save(step)  # before the evaluation: a failing evaluation loses no training
       if step % t.eval_every == 0 or step == last_step:
         log.flush()
         # A picture only TensorBoard shows; the same on every process (it gathers preds).
@@ -188,7 +193,8 @@ def _train_and_evaluate(
           cfg.data.name,
         )
       if stop:
-        print(f'preempted: checkpoint at step {step} saved; rerun to resume', flush=True)
+        done = 'saved' if saved else 'NOT saved (see the warning)'
+        print(f'preempted: checkpoint at step {step} {done}; rerun to resume', flush=True)
         break
   finally:
     batches.close()  # stops the prefetch thread

@@ -70,15 +70,20 @@ def _copy(workdir, tmp_path):
   return dst
 
 
-def test_damaged_latest_checkpoint_falls_back_to_the_previous(tiny_run, tmp_path, capsys):
-  cfg, workdir, _ = tiny_run
-  workdir = _copy(workdir, tmp_path)
-  data = os.path.join(workdir, 'checkpoints', '40', 'train')
+def _damage(workdir: str, step: int) -> None:
+  """Truncates the array chunks of the checkpoint at `step`."""
+  data = os.path.join(workdir, 'checkpoints', str(step), 'train')
   for d, _, files in os.walk(data):
     for f in files:
       if '/d' in d and not f.endswith('.json'):  # the array chunks
         with open(os.path.join(d, f), 'r+b') as fh:
           fh.truncate(16)
+
+
+def test_damaged_latest_checkpoint_falls_back_to_the_previous(tiny_run, tmp_path, capsys):
+  cfg, workdir, _ = tiny_run
+  workdir = _copy(workdir, tmp_path)
+  _damage(workdir, 40)
   _, _, state, step, _ = evaluate.load_trained(cfg, workdir)
   assert step == 20 and int(state.step) == 20
   assert f'checkpoint {workdir}/checkpoints/40 is damaged' in capsys.readouterr().err
@@ -318,3 +323,19 @@ def test_sigterm_before_training_starts_stops_cleanly(tmp_path, monkeypatch, cap
   assert 'received SIGTERM before training started' in capsys.readouterr().out
   assert checkpoint.manager(str(tmp_path), 3).all_steps() == []
   assert signal.getsignal(signal.SIGTERM) is previous  # the handler is put back
+
+
+def test_a_damaged_latest_checkpoint_is_set_aside_and_saved_again(tiny_run, tmp_path, capsys):
+  # Issue 18: the damaged step folder stayed, orbax then declined every save up to it, and each
+  # rerun redid the same steps. Now it is moved (not deleted) and the step is saved again.
+  cfg, workdir, _ = tiny_run
+  workdir = _copy(workdir, tmp_path)
+  _damage(workdir, 40)
+  train.train_and_evaluate(cfg, workdir)
+  err = capsys.readouterr().err
+  moved = os.path.join(workdir, 'checkpoints_damaged', '40')
+  assert f'checkpoint {workdir}/checkpoints/40 is damaged' in err and f'moved to {moved}' in err
+  assert os.path.isdir(moved) and 'NOT saved' not in err
+  assert checkpoint.manager(workdir, read_only=True).all_steps() == [20, 40]
+  _, _, state, step, _ = evaluate.load_trained(cfg, workdir)
+  assert step == 40 and int(state.step) == 40
