@@ -20,6 +20,7 @@ from typing import Callable, NoReturn, Sequence
 from absl import app, flags, logging
 
 from hrm_jax import checkpoint, metric_log
+from hrm_jax import workdir as workdir_lib
 from hrm_jax.config import ConfigError
 from hrm_jax.data.format import DatasetError
 
@@ -31,6 +32,7 @@ USER_ERRORS: tuple[type[BaseException], ...] = (
   OSError,
   checkpoint.CheckpointMismatch,
   metric_log.Divergence,
+  workdir_lib.WorkdirInUse,
 )
 
 

@@ -73,8 +73,11 @@ def train_and_evaluate(
   checkpoint before it is kept). `simulate_preemption_at` acts as if a preemption notice
   arrived at that step (for tests and drills). Returns the final evaluation metrics.
   """
+  config_lib.validate(cfg, jax.device_count())  # fail before writing or building anything
   with checkpoint.Preemption(simulate_at=simulate_preemption_at) as preemption:
+    lock = None
     try:
+      lock = workdir_lib.acquire_lock(workdir)  # one run per workdir
       return _train_and_evaluate(cfg, workdir, preemption)
     except checkpoint.Preempted as e:
       # Data build, restore or compilation: nothing beyond the last checkpoint to save.
@@ -84,13 +87,14 @@ def train_and_evaluate(
         flush=True,
       )
       return {}
+    finally:
+      workdir_lib.release_lock(lock)
 
 
 def _train_and_evaluate(
   cfg: ml_collections.ConfigDict, workdir: str, preemption: checkpoint.Preemption
 ) -> dict[str, float]:
-  """`train_and_evaluate` under the caller's preemption handler."""
-  config_lib.validate(cfg, jax.device_count())  # fail before building data or compiling
+  """`train_and_evaluate` under the caller's preemption handler and workdir lock."""
   workdir_lib.check_config(cfg, workdir)
   data_dir = tasks.prepare_data(cfg, workdir)
   # Memory-mapped: ARC with 1000 augmentations is ~4M examples, several GB as int32.

@@ -70,3 +70,88 @@ def check_config(cfg: ml_collections.ConfigDict, workdir: str) -> None:
       'Use a new --workdir, or the saved config. Differences (saved -> now):\n  '
       + '\n  '.join(diffs)
     )
+
+
+class WorkdirInUse(RuntimeError):
+  """Another live run holds the workdir's lock."""
+
+
+def lock_path(workdir: str) -> str:
+  return os.path.join(workdir, 'run.lock')
+
+
+def _holder(path: str) -> Optional[dict]:
+  try:
+    with open(path) as f:
+      return json.load(f)
+  except (OSError, ValueError):
+    return None  # gone meanwhile, or half-written by a killed process: not a live holder
+
+
+def _alive(holder: dict) -> bool:
+  """Whether the lock's process still runs. Only a process on this host can be checked; one on
+  another host counts as alive (remove the lock file by hand if that run is gone)."""
+  import socket
+
+  if holder.get('host') != socket.gethostname():
+    return True
+  try:
+    os.kill(int(holder['pid']), 0)
+  except ProcessLookupError:
+    return False
+  except (PermissionError, KeyError, ValueError, TypeError):
+    return True
+  return True
+
+
+def acquire_lock(workdir: str) -> Optional[tuple[str, bool]]:
+  """Makes this run the only one on `workdir` (process 0 holds the lock for all hosts).
+
+  Creates `<workdir>/run.lock` atomically with this process's pid, host and start time; a lock
+  whose process is gone (same host, pid not running) is taken over. Raises WorkdirInUse naming
+  the other run. Returns (lock path, whether the workdir was created) for `release_lock`, or
+  None on other processes.
+  """
+  import socket
+  import time
+
+  if jax.process_index() != 0:
+    return None
+  created = not os.path.exists(workdir)
+  os.makedirs(workdir, exist_ok=True)
+  path = lock_path(workdir)
+  me = dict(pid=os.getpid(), host=socket.gethostname(), since=time.strftime('%Y-%m-%d %H:%M:%S'))
+  for _ in range(2):
+    try:
+      fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+    except FileExistsError:
+      holder = _holder(path)
+      if holder is not None and _alive(holder):
+        raise WorkdirInUse(
+          f'{workdir} is in use by another run (pid {holder.get("pid")} on '
+          f'{holder.get("host")} since {holder.get("since")}); one run per workdir. If that '
+          f'run is gone, remove {path}'
+        ) from None
+      os.remove(path)  # stale: its process was killed
+      continue
+    with os.fdopen(fd, 'w') as f:
+      json.dump(me, f)
+    return path, created
+  raise WorkdirInUse(f'{path}: could not take the lock (another run is starting?)')
+
+
+def release_lock(lock: Optional[tuple[str, bool]]) -> None:
+  """Removes the lock `acquire_lock` returned, and the workdir it created if nothing else was
+  written there (a refused run leaves no trace); a no-op for None."""
+  if lock is None:
+    return
+  path, created = lock
+  try:
+    os.remove(path)
+  except FileNotFoundError:
+    pass
+  if created:
+    try:
+      os.rmdir(os.path.dirname(path))
+    except OSError:
+      pass  # the run wrote files: keep them

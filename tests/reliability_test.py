@@ -5,6 +5,7 @@ import re
 import shutil
 import signal
 import subprocess
+import sys
 
 import chex
 import jax
@@ -339,3 +340,53 @@ def test_a_damaged_latest_checkpoint_is_set_aside_and_saved_again(tiny_run, tmp_
   assert checkpoint.manager(workdir, read_only=True).all_steps() == [20, 40]
   _, _, state, step, _ = evaluate.load_trained(cfg, workdir)
   assert step == 40 and int(state.step) == 40
+
+
+def test_one_run_per_workdir(tmp_path):
+  # Issue 18: two runs on one workdir both started, doubled metrics.jsonl and crashed on the
+  # checkpoint collision. The second now stops at once naming the first; a lock left by a
+  # killed process does not block the next run.
+  import json
+  import socket
+
+  from hrm_jax import workdir as workdir_lib
+
+  workdir = str(tmp_path / 'w')
+  lock = workdir_lib.acquire_lock(workdir)
+  with pytest.raises(workdir_lib.WorkdirInUse, match=rf'in use by another run \(pid {os.getpid()}'):
+    train.train_and_evaluate(helpers.tiny_config(), workdir)
+  assert os.listdir(workdir) == ['run.lock']  # the refused run wrote nothing
+  workdir_lib.release_lock(lock)
+  assert not os.path.exists(workdir)  # nothing else was written: the folder goes too
+  # A stale lock: its process is gone.
+  dead = subprocess.run(
+    [sys.executable, '-c', 'import os; print(os.getpid())'], capture_output=True, text=True
+  ).stdout.strip()
+  os.makedirs(workdir)
+  with open(workdir_lib.lock_path(workdir), 'w') as f:
+    json.dump(dict(pid=int(dead), host=socket.gethostname(), since='then'), f)
+  lock = workdir_lib.acquire_lock(workdir)
+  with open(workdir_lib.lock_path(workdir)) as f:
+    assert json.load(f)['pid'] == os.getpid()
+  workdir_lib.release_lock(lock)
+  assert os.path.isdir(workdir) and not os.listdir(workdir)  # an existing folder is kept
+
+
+def test_a_second_run_on_a_busy_workdir_gets_one_error_line(tmp_path):
+  from hrm_jax import workdir as workdir_lib
+
+  workdir = str(tmp_path / 'w')
+  lock = workdir_lib.acquire_lock(workdir)
+  try:
+    r = subprocess.run(
+      [*helpers.main_command('--config=experiments/sudoku.py:tiny', f'--workdir={workdir}')],
+      cwd=helpers.ROOT,
+      env=helpers.main_env(),
+      capture_output=True,
+      text=True,
+      timeout=300,
+    )
+  finally:
+    workdir_lib.release_lock(lock)
+  assert r.returncode == 2 and 'Traceback' not in r.stderr, r.stderr
+  assert r.stderr.strip().splitlines()[-1].startswith(f'error: {workdir} is in use by another run')
