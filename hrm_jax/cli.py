@@ -14,6 +14,7 @@ so that importing it (from a notebook, a test or another entry point) defines no
 
 from __future__ import annotations
 
+import os
 import sys
 from typing import Callable, NoReturn, Sequence
 
@@ -75,6 +76,16 @@ def parse_flags(argv: Sequence[str]) -> list[str]:
     error(f'invalid config: {flag_error_message(e)}')
 
 
+def _check_config_file() -> None:
+  """One `error:` line for a `--config` file that does not exist (ml_collections reports it in
+  several lines, the path repeated)."""
+  if 'config' not in flags.FLAGS or not flags.FLAGS['config'].present:
+    return
+  path = str(getattr(flags.FLAGS['config'], 'config_filename', '') or '').split(':')[0]
+  if path and not os.path.isfile(path):
+    error(f'--config: {path}: no such file')
+
+
 def run(
   main: Callable[[Sequence[str]], object],
   define_flags: Callable[[], None],
@@ -88,6 +99,7 @@ def run(
   def guarded(argv):
     if not flags.FLAGS['verbosity'].present:
       logging.set_verbosity(logging.WARNING)
+    _check_config_file()
     try:
       main(argv)
     except USER_ERRORS + errors as e:

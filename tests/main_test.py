@@ -144,3 +144,10 @@ def test_paper_arc_preset_without_conceptarc_stops_with_one_line(tmp_path):
   last = r.stderr.strip().splitlines()[-1]
   assert last.startswith('error: ') and 'ConceptARC is part of this recipe' in last
   assert '--config.data.concept_dir=DIR' in last and '--config.data.concept=False' in last
+
+
+def test_missing_config_file_is_one_error_line(tmp_path):
+  r = _run('--config=experiments/nope.py:tiny', f'--workdir={tmp_path}/w')
+  assert r.returncode == 2 and 'Traceback' not in r.stderr
+  assert r.stderr.strip() == 'error: --config: experiments/nope.py: no such file'
+  assert not os.path.exists(tmp_path / 'w')
