@@ -138,6 +138,12 @@ def _missing_array(root):
   return _npy(root, 'group_indices')
 
 
+def _array_is_a_directory(root):
+  os.remove(_npy(root, 'labels'))
+  os.mkdir(_npy(root, 'labels'))  # issue 18: was reported as "file is missing"
+  return _npy(root, 'labels')
+
+
 def _missing_metadata(root):
   path = os.path.join(root, 'train', 'dataset.json')
   os.remove(path)
@@ -161,6 +167,7 @@ def _metadata_seq_len(root):
     (_corrupt_shape, 'inputs shape'),
     (_corrupt_dtype, 'not an integer'),
     (_missing_array, 'missing'),
+    (_array_is_a_directory, 'is a directory, expected a .npy file'),
     (_missing_metadata, 'cannot read'),
     (_metadata_seq_len, 'seq_len 4 != metadata seq_len 5'),
   ],

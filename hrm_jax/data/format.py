@@ -266,6 +266,8 @@ def load_split(
   files = {name: _file(split_dir, set_name, name) for name in _ARRAY_NAMES}
   arrays = {}
   for name, path in files.items():
+    if os.path.isdir(path):
+      raise DatasetError(f'{path}: is a directory, expected a .npy file')
     if not os.path.isfile(path):
       raise DatasetError(f'{path}: file is missing')
     try:
