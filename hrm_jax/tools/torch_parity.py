@@ -94,7 +94,9 @@ def import_reference(repo: str, model: str):
   fake = _fake_flash_attn()
   sys.modules['flash_attn_interface'] = fake
   sys.modules['flash_attn'] = fake
-  sys.path.insert(0, os.path.abspath(repo))
+  from hrm_jax.tools import torch_reference
+
+  torch_reference.import_checkout(repo)  # the checkout first on sys.path, pretrain.py's stubs
   import importlib
 
   return getattr(importlib.import_module(module_name), class_name)
@@ -322,10 +324,12 @@ def compare_weights(ref: dict[str, np.ndarray], ours: dict[str, np.ndarray]) -> 
   return max(weight_errors(ref, ours).values())
 
 
-def run_training(cfg, repo: str, model_name: str, flags_: Any) -> tuple[dict[str, float], list]:
+def run_training(
+  cfg, repo: str, model_name: str, flags_: Any
+) -> tuple[dict[str, float], list, list[tuple[str, float]]]:
   """K reference training steps and K hrm_jax train steps from the same weights on the same
-  batches; returns (summary errors, per-step table + a last row ('worst tensors', the five
-  largest final weight errors))."""
+  batches; returns (summary errors, per-step table, the five largest final weight errors as
+  (tensor name, relative error))."""
   from hrm_jax.tools import torch_reference
 
   check_config(cfg, model_name)
@@ -335,7 +339,6 @@ def run_training(cfg, repo: str, model_name: str, flags_: Any) -> tuple[dict[str
   if flags_.exploration == 'off':
     cfg.act.halt_exploration_prob = 0.0
   cls = import_reference(repo, model_name)
-  torch_reference.import_checkout(repo)
   vocab, seq_len = convert_torch.data_shapes(cfg.data)
   num_ids = flags_.num_puzzle_ids
   import torch
@@ -387,8 +390,7 @@ def run_training(cfg, repo: str, model_name: str, flags_: Any) -> tuple[dict[str
         trainer.ema_state_dict(), twin_trainer.ema_state_dict()
       )
   worst = sorted(errors.items(), key=lambda kv: -kv[1])[:5]
-  table.append(('worst tensors', worst))
-  return summary, table
+  return summary, table, worst
 
 
 def run(cfg, repo: str, model_name: str, flags_: Any) -> dict[str, float]:
@@ -548,8 +550,7 @@ def main(argv):
 def _train_main(f) -> None:
   """--train_steps: prints the summary (and with --verbose the per-step table); exit 1 when a
   relative error exceeds --tol or a halting decision differs."""
-  summary, table = run_training(f.config, f.repo, f.model, f)
-  (_, worst) = table.pop()
+  summary, table, worst = run_training(f.config, f.repo, f.model, f)
   if f.verbose:
     floor = ' floor_rel_err floor_q_halt_abs_err' if f.noise_floor else ''
     print('step ref_loss loss rel_err q_halt_abs_err halt_mismatches halted' + floor)
