@@ -16,6 +16,7 @@ only the EMA copy as its model file (spec §4.5), so it cannot resume the raw we
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import sys
@@ -23,6 +24,7 @@ from typing import Any, Optional
 
 import jax
 import orbax.checkpoint as ocp
+from etils import epath
 from jax.experimental import multihost_utils
 
 
@@ -30,17 +32,62 @@ class CheckpointMismatch(ValueError):
   """A checkpoint whose arrays do not fit the model the config builds."""
 
 
+class CheckpointDamaged(ValueError):
+  """A checkpoint whose files are missing, truncated or unreadable."""
+
+
+class CheckpointWriteError(OSError):
+  """A checkpoint that could not be written (a full disk, a lost permission); the checkpoints
+  committed before it are intact."""
+
+
+def exception_chain(e: BaseException) -> list[BaseException]:
+  """`e` and the exceptions it was raised from or while handling, outermost first."""
+  chain = [e]
+  while (nxt := chain[-1].__cause__ or chain[-1].__context__) is not None and nxt not in chain:
+    chain.append(nxt)
+  return chain
+
+
+def _root_cause(e: BaseException) -> str:
+  """The innermost error of `e`'s chain on one line, without TensorStore's spec dump: for a
+  damaged or unwritable array it names the array and the file (`Error reading
+  "state.params...kernel/0.0" in OCDBT database at local file "...": ...`)."""
+  root = exception_chain(e)[-1]
+  text = str(root).split(' [tensorstore_spec')[0].split(' See full TensorStore details')[0]
+  text = ' '.join(text.split())
+  return f'{type(root).__name__}: {text[:500]}'
+
+
 def manager(workdir: str, max_to_keep: int = 3, read_only: bool = False) -> ocp.CheckpointManager:
   """A CheckpointManager over `<workdir>/checkpoints` keeping the last `max_to_keep` steps."""
   options = ocp.CheckpointManagerOptions(
-    max_to_keep=None if read_only else max_to_keep, create=not read_only, read_only=read_only
+    max_to_keep=None if read_only else max_to_keep,
+    create=not read_only,
+    read_only=read_only,
+    save_interval_steps=0 if read_only else 1,  # what orbax sets (with a warning) when read-only
   )
-  return ocp.CheckpointManager(
-    os.path.join(os.path.abspath(workdir), 'checkpoints'),
-    options=options,
-    # Named handlers let a fresh (or read-only) manager read item metadata before any restore.
-    item_handlers=dict(train=ocp.StandardCheckpointHandler(), meta=ocp.JsonCheckpointHandler()),
-  )
+  with _orbax_warnings_off(read_only):  # "Given directory is read only": asked for, not news
+    return ocp.CheckpointManager(
+      os.path.join(os.path.abspath(workdir), 'checkpoints'),
+      options=options,
+      # Named handlers let a fresh (or read-only) manager read item metadata before any restore.
+      item_handlers=dict(train=ocp.StandardCheckpointHandler(), meta=ocp.JsonCheckpointHandler()),
+    )
+
+
+@contextlib.contextmanager
+def _orbax_warnings_off(off: bool = True):
+  """absl WARNING logs off while the block runs (orbax logs through absl)."""
+  from absl import logging
+
+  before = logging.get_verbosity()
+  if off and before < logging.DEBUG:
+    logging.set_verbosity(logging.ERROR)
+  try:
+    yield
+  finally:
+    logging.set_verbosity(before)
 
 
 def save(mngr: ocp.CheckpointManager, step: int, tree: Any, meta: Optional[dict] = None) -> bool:
@@ -50,10 +97,13 @@ def save(mngr: ocp.CheckpointManager, step: int, tree: Any, meta: Optional[dict]
   was started; when orbax declines (it never saves a step at or below its latest one), says so
   on stderr rather than pretend.
   """
-  saved = mngr.save(
-    step,
-    args=ocp.args.Composite(train=ocp.args.StandardSave(tree), meta=ocp.args.JsonSave(meta or {})),
-  )
+  with write_errors(mngr):  # also reports an earlier async save that failed in the background
+    saved = mngr.save(
+      step,
+      args=ocp.args.Composite(
+        train=ocp.args.StandardSave(tree), meta=ocp.args.JsonSave(meta or {})
+      ),
+    )
   if not saved:
     print(
       f'warning: checkpoint at step {step} NOT saved: {mngr.directory} already holds steps '
@@ -62,6 +112,52 @@ def save(mngr: ocp.CheckpointManager, step: int, tree: Any, meta: Optional[dict]
       flush=True,
     )
   return bool(saved)
+
+
+def _partial_saves(mngr: ocp.CheckpointManager) -> list[epath.Path]:
+  """Orbax's temporary folders of saves that never committed (`<step>.orbax-checkpoint-tmp*`)."""
+  return sorted(epath.Path(str(mngr.directory)).glob('*.orbax-checkpoint-tmp*'))
+
+
+@contextlib.contextmanager
+def write_errors(mngr: ocp.CheckpointManager):
+  """Turns a failed checkpoint write (orbax raises it at the next save or wait, from its
+  background thread, as ValueError, OSError or a TensorStore error) into CheckpointWriteError:
+  the partial folders are removed (on process 0) and the message names the cause, the step
+  and the last committed checkpoint, which is intact."""
+  try:
+    yield
+  except CheckpointWriteError:
+    raise
+  except Exception as e:
+    partial = _partial_saves(mngr)
+    if jax.process_index() == 0:
+      for p in partial:
+        try:
+          p.rmtree()
+        except OSError:
+          pass  # reported below all the same; orbax ignores temporary folders on restore
+    steps = sorted(mngr.all_steps())
+    failed = ', '.join(p.name.split('.')[0] for p in partial) or '?'
+    raise CheckpointWriteError(
+      f'checkpoint at step {failed} could not be written ({_root_cause(e)}); '
+      + ('removed the partial save; ' if partial else '')
+      + (f'the last checkpoint, step {steps[-1]}, is intact: ' if steps else 'no checkpoint yet: ')
+      + 'fix the cause (free space, permissions) and rerun to resume'
+    ) from e
+
+
+def finish(mngr: ocp.CheckpointManager) -> None:
+  """Waits for the save in flight to commit and closes `mngr`; a failed save raises
+  CheckpointWriteError."""
+  try:
+    with write_errors(mngr):
+      mngr.wait_until_finished()
+  finally:
+    try:
+      mngr.close()
+    except Exception:  # the failure of a save: raised by the wait above
+      pass
 
 
 def set_aside(mngr: ocp.CheckpointManager, step: int) -> str:
@@ -97,6 +193,8 @@ def check_compatible(mngr: ocp.CheckpointManager, step: int, target: Any) -> Non
   """Raises CheckpointMismatch listing every array that is missing, extra or mis-shaped
   between the checkpoint at `step` and `target` (a checkpoint of another model config)."""
   saved = saved_shapes(mngr, step)
+  if not saved:  # its metadata file (`train/_METADATA`) is gone: nothing says what it holds
+    raise CheckpointDamaged(f'no array metadata in {mngr.directory}/{step}/train')
   wanted = _shapes(target)
 
   def order(keys):  # the weights first: optimizer moments and EMA repeat their differences
@@ -148,8 +246,11 @@ def restore(
     except CheckpointMismatch:
       raise
     except Exception as e:  # damaged: orbax raises many kinds (ValueError, OSError, tensorstore)
-      detail = str(e).split(' [tensorstore_spec')[0]  # tensorstore appends its whole spec
-      msg = f'checkpoint {mngr.directory}/{s} is damaged ({type(e).__name__}: {detail[:300]})'
+      if any(
+        isinstance(x, Preempted) for x in exception_chain(e)
+      ):  # a library wrapped it: not damage
+        raise Preempted(str(e)) from e
+      msg = f'checkpoint {mngr.directory}/{s} is damaged ({_root_cause(e)})'
       if step is None and set_aside_damaged:
         if jax.process_index() == 0:
           msg += f'; moved to {set_aside(mngr, s)}'
@@ -160,8 +261,12 @@ def restore(
   raise FileNotFoundError('no usable checkpoint: ' + '; '.join(errors))
 
 
-class Preempted(Exception):
-  """A preemption notice (SIGTERM/SIGINT) arrived before the training loop started."""
+class Preempted(BaseException):
+  """A preemption notice (SIGTERM/SIGINT) arrived before the training loop started.
+
+  A BaseException, as KeyboardInterrupt is: raised by the signal handler wherever the main
+  thread is (often inside orbax or JAX), it must not be taken for a failure of that code, e.g.
+  a checkpoint restore interrupted by it for a damaged checkpoint."""
 
 
 class Preemption:

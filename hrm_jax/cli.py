@@ -14,6 +14,7 @@ so that importing it (from a notebook, a test or another entry point) defines no
 
 from __future__ import annotations
 
+import logging as py_logging
 import os
 import sys
 from typing import Callable, NoReturn, Sequence
@@ -43,14 +44,6 @@ def error(message: object) -> NoReturn:
   sys.exit(2)
 
 
-def _chain(e: BaseException) -> list[BaseException]:
-  """`e` and the exceptions it was raised from or while handling, outermost first."""
-  out = [e]
-  while (nxt := out[-1].__cause__ or out[-1].__context__) is not None and nxt not in out:
-    out.append(nxt)
-  return out
-
-
 def flag_error_message(e: BaseException) -> str:
   """The one-line message for an exception raised while parsing flags.
 
@@ -59,7 +52,7 @@ def flag_error_message(e: BaseException) -> str:
   file reaches absl wrapped twice (by ml_collections, which adds a traceback to the text, and
   by absl), so its root cause is reported; absl's own errors name the flag and the value.
   """
-  chain = _chain(e)
+  chain = checkpoint.exception_chain(e)
   key = next((x for x in chain if isinstance(x, KeyError)), None)
   if isinstance(e, (AttributeError, KeyError)) and key is not None and key.args:
     return 'unknown field ' + ' '.join(str(key.args[0]).split())
@@ -86,6 +79,53 @@ def _check_config_file() -> None:
     error(f'--config: {path}: no such file')
 
 
+class _DropOrbax(py_logging.Filter):
+  """Drops orbax's log records: every failure of a save or restore also reaches us as an
+  exception, which is reported once, as one line; its background threads log the same failure
+  several times with tracebacks."""
+
+  def filter(self, record: py_logging.LogRecord) -> bool:
+    return f'{os.sep}orbax{os.sep}' not in record.pathname or record.levelno >= py_logging.CRITICAL
+
+
+class _DropUnretrieved(py_logging.Filter):
+  """Drops asyncio's "Task/Future exception was never retrieved" about orbax's tasks: a failed
+  restore leaves sibling tasks whose errors orbax never awaits (the first one is reported)."""
+
+  def filter(self, record: py_logging.LogRecord) -> bool:
+    return 'exception was never retrieved' not in record.getMessage()
+
+
+def _unraisable_noise(unraisable) -> bool:
+  """Errors raised where nobody can catch them, after orbax's work ended: TensorStore calling
+  back into an asyncio loop that orbax closed after a failed restore, orbax's coroutines
+  finalized with their error (the first error of the restore is reported) or collected at
+  interpreter exit."""
+  e, obj = unraisable.exc_value, unraisable.object
+  code = getattr(obj, 'cr_code', None)
+  return (
+    (isinstance(e, RuntimeError) and str(e) == 'Event loop is closed')
+    or (isinstance(e, ImportError) and 'shutting down' in str(e))
+    or (code is not None and f'{os.sep}orbax{os.sep}' in code.co_filename)
+  )
+
+
+def quiet_library_noise() -> None:
+  """Keeps the background noise of orbax, asyncio and TensorStore away from the user (see the
+  filters above); `--verbosity=0` (or higher) brings orbax's logs back."""
+  from absl import logging as absl_logging
+
+  absl_logging.get_absl_handler().addFilter(_DropOrbax())
+  py_logging.getLogger('asyncio').addFilter(_DropUnretrieved())
+  previous = sys.unraisablehook
+
+  def hook(unraisable):
+    if not _unraisable_noise(unraisable):
+      previous(unraisable)
+
+  sys.unraisablehook = hook
+
+
 def run(
   main: Callable[[Sequence[str]], object],
   define_flags: Callable[[], None],
@@ -99,6 +139,7 @@ def run(
   def guarded(argv):
     if not flags.FLAGS['verbosity'].present:
       logging.set_verbosity(logging.WARNING)
+      quiet_library_noise()
     _check_config_file()
     try:
       main(argv)

@@ -12,6 +12,7 @@ import functools
 import itertools
 import math
 import os
+import sys
 from typing import Optional
 
 import jax
@@ -92,20 +93,8 @@ def run_eval(
   return result
 
 
-def report(
-  writer: metric_log.Writer,
-  workdir: str,
-  step: int,
-  metrics: dict,
-  M_max: int,
-  evaluator: Optional[Evaluator] = None,
-  sample: Optional[dict] = None,
-  task: str = '',
-) -> None:
-  """Prints the contract's `eval step=...` line (with the evaluator's headline figures),
-  writes the metrics (metrics.jsonl, TensorBoard) and the evaluator's files to eval/step_<N>/.
-  With a `sample` (see run_eval) of `task` and TensorBoard on, also the task's picture
-  eval/step_<N>/prediction.png, shown in TensorBoard as `eval/prediction`."""
+def print_eval_line(step: int, metrics: dict[str, float], evaluator: Optional[Evaluator]) -> None:
+  """Prints the contract's `eval step=...` line, with the evaluator's headline figures."""
   shown = dict(
     step=step,
     exact_accuracy=metrics['exact_accuracy'],
@@ -115,17 +104,50 @@ def report(
   )
   if evaluator is not None:
     shown.update({k: metrics[k] for k in evaluator.shown})
-    if jax.process_index() == 0:
-      evaluator.write(os.path.join(workdir, 'eval', f'step_{step}'))
   print('eval ' + metric_log.fmt(shown), flush=True)
-  writer.write(dict(step=step, split='eval', M_max=M_max, **metrics))
+
+
+def write_eval(
+  writer: metric_log.Writer,
+  files_dir: str,
+  step: int,
+  metrics: dict[str, float],
+  M_max: int,
+  evaluator: Optional[Evaluator] = None,
+  sample: Optional[dict] = None,
+  task: str = '',
+  extra: Optional[dict] = None,
+) -> None:
+  """Writes an evaluation's record (metrics.jsonl with the `extra` fields, TensorBoard) and the
+  evaluator's files to `files_dir`. With a `sample` (see run_eval) of `task` and TensorBoard
+  on, also the task's picture `<files_dir>/prediction.png`, shown as `eval/prediction`."""
+  if evaluator is not None and jax.process_index() == 0:
+    evaluator.write(files_dir)
+  writer.write(dict(step=step, split='eval', M_max=M_max, **(extra or {}), **metrics))
   if sample and writer.tb is not None and task:
     from matplotlib import image  # only pictures need matplotlib
 
-    png = os.path.join(workdir, 'eval', f'step_{step}', 'prediction.png')
+    png = os.path.join(files_dir, 'prediction.png')
     tasks.get(task).draw(png, sample['inputs'], sample['labels'], sample['preds'][None])
     rgb = (image.imread(png)[..., :3] * 255).astype(np.uint8)
     writer.image('eval/prediction', step, rgb)
+
+
+def report(
+  writer: metric_log.Writer,
+  workdir: str,
+  step: int,
+  metrics: dict[str, float],
+  M_max: int,
+  evaluator: Optional[Evaluator] = None,
+  sample: Optional[dict] = None,
+  task: str = '',
+) -> None:
+  """A training run's evaluation: the `eval step=...` line, then its record and files in
+  `<workdir>/eval/step_<N>/` (see write_eval)."""
+  print_eval_line(step, metrics, evaluator)
+  files_dir = os.path.join(workdir, 'eval', f'step_{step}')
+  write_eval(writer, files_dir, step, metrics, M_max, evaluator, sample, task)
 
 
 def load_trained(
@@ -171,6 +193,12 @@ def check_eval_data(data_dir: str, test: data_format.Metadata, train: data_forma
     )
 
 
+def eval_mode_dir(workdir: str) -> str:
+  """Where `--mode=eval` writes: `<workdir>/evals`, apart from the training run's records (a
+  resumed run rewrites those, and another dataset's figures are not the run's)."""
+  return os.path.join(workdir, 'evals')
+
+
 def evaluate_checkpoint(
   cfg: ml_collections.ConfigDict, workdir: str, eval_data: Optional[str] = None
 ) -> dict[str, float]:
@@ -178,6 +206,10 @@ def evaluate_checkpoint(
 
   `eval_data` is any dataset folder in the reference format (default: the config's data).
   Its vocabulary and sequence length must match the data the checkpoint was trained on.
+  Prints the `eval step=...` line; the record (marked with the dataset and M_max) goes to
+  `<workdir>/evals/metrics.jsonl` and the evaluator's files to
+  `<workdir>/evals/step_<N>-<dataset>-M<M_max>/`. A read-only workdir is evaluated all the
+  same, with a warning that nothing was written.
   """
   mesh = sharding.Mesh(shard_puzzle_emb=cfg.mesh.shard_puzzle_emb)
   cfg, graphdef, state, step, meta = load_trained(cfg, workdir, mesh)
@@ -187,7 +219,16 @@ def evaluate_checkpoint(
   evaluator = tasks.get(cfg.data.name).evaluator(cfg, data_dir)
   eval_fn = make_eval_fn(cfg, graphdef, mesh)
   metrics = run_eval(cfg, eval_fn, state, test_split, mesh, evaluator)
-  writer = metric_log.Writer(workdir, cfg.log.tensorboard)
-  report(writer, workdir, step, metrics, cfg.eval.halt_max_steps, evaluator)
-  writer.close()
+  out = eval_mode_dir(workdir)
+  M_max = cfg.eval.halt_max_steps
+  name = os.path.basename(os.path.normpath(data_dir))
+  print_eval_line(step, metrics, evaluator)
+  try:
+    writer = metric_log.Writer(out, tensorboard=False)
+    files_dir = os.path.join(out, f'step_{step}-{name}-M{M_max}')
+    extra = dict(mode='eval', data=os.path.abspath(data_dir))
+    write_eval(writer, files_dir, step, metrics, M_max, evaluator, extra=extra)
+    writer.close()
+  except OSError as e:  # a read-only workdir (a shared or archived run): the line above stands
+    print(f'warning: results not written to {out} ({e})', file=sys.stderr, flush=True)
   return metrics

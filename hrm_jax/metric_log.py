@@ -48,6 +48,8 @@ class Writer:
     self.path = os.path.join(workdir, 'metrics.jsonl')
     self.active = jax.process_index() == 0
     self.tb = None
+    if self.active:
+      os.makedirs(workdir, exist_ok=True)
     if tensorboard and self.active:
       from tensorboardX import SummaryWriter  # imported here: only the writer needs it
 

@@ -202,8 +202,7 @@ def _train_and_evaluate(
         break
   finally:
     batches.close()  # stops the prefetch thread
-    mngr.wait_until_finished()  # an async save in flight completes before we return or raise
-    mngr.close()
+    checkpoint.finish(mngr)  # an async save in flight completes before we return or raise
   if not eval_metrics and start >= last_step:
     print(f'already trained to step {start}; evaluating', flush=True)
     eval_metrics = evaluate.run_eval(cfg, eval_fn, state, test_split, mesh, evaluator)

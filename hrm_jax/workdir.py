@@ -118,11 +118,11 @@ def acquire_lock(workdir: str) -> Optional[tuple[str, bool]]:
   if jax.process_index() != 0:
     return None
   created = not os.path.exists(workdir)
-  os.makedirs(workdir, exist_ok=True)
   path = lock_path(workdir)
   me = dict(pid=os.getpid(), host=socket.gethostname(), since=time.strftime('%Y-%m-%d %H:%M:%S'))
   for _ in range(2):
     try:
+      os.makedirs(workdir, exist_ok=True)
       fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
     except FileExistsError:
       holder = _holder(path)
@@ -134,6 +134,12 @@ def acquire_lock(workdir: str) -> Optional[tuple[str, bool]]:
         ) from None
       os.remove(path)  # stale: its process was killed
       continue
+    except OSError as e:  # read-only, no permission, full: before anything else is done
+      raise OSError(
+        e.errno,
+        f'{workdir} is not writable ({e.strerror}): training writes its checkpoints and '
+        'metrics there (--mode=eval can evaluate a read-only workdir)',
+      ) from None
     with os.fdopen(fd, 'w') as f:
       json.dump(me, f)
     return path, created

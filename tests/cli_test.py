@@ -89,3 +89,49 @@ def test_user_errors_exit_2_with_one_line(capsys):
     cli.error('data.path: no such folder')
   assert e.value.code == 2
   assert capsys.readouterr().err == 'error: data.path: no such folder\n'
+
+
+def test_library_noise_is_dropped_and_everything_else_kept(monkeypatch):
+  # Issue 18/19: a damaged checkpoint printed dozens of "Event loop is closed" tracebacks and
+  # orbax's coroutines "Exception ignored in"; a full disk, orbax's background-thread logs.
+  import logging
+  import types
+
+  seen = []
+  monkeypatch.setattr(sys, 'unraisablehook', seen.append)
+  cli.quiet_library_noise()
+
+  # An orbax coroutine finalized with its error (what `object` holds for those).
+  coroutine = types.SimpleNamespace(cr_code=types.SimpleNamespace(co_filename='/s/orbax/y.py'))
+  noise = [
+    (RuntimeError('Event loop is closed'), None),
+    (ImportError('sys.meta_path is None, Python is likely shutting down'), None),
+    (Exception('Encountered error while reading array index'), coroutine),
+  ]
+  kept = (RuntimeError('something else'), object())
+  for exc, obj in [*noise, kept]:
+    sys.unraisablehook(types.SimpleNamespace(exc_value=exc, object=obj))
+  assert [u.exc_value for u in seen] == [kept[0]]
+
+  def record(name, path, level, msg):
+    return logging.LogRecord(name, level, path, 1, msg, None, None)
+
+  orbax = cli._DropOrbax()
+  assert not orbax.filter(record('absl', '/s/orbax/checkpoint/future.py', logging.ERROR, 'x'))
+  assert orbax.filter(record('absl', '/s/orbax/checkpoint/future.py', logging.CRITICAL, 'x'))
+  assert orbax.filter(record('absl', '/s/hrm_jax/train.py', logging.ERROR, 'x'))
+  unretrieved = cli._DropUnretrieved()
+  never = 'Task exception was never retrieved'
+  assert not unretrieved.filter(record('asyncio', 'a.py', logging.ERROR, never))
+  assert unretrieved.filter(record('asyncio', 'a.py', logging.ERROR, 'other'))
+  # The filters are on the handlers they must be on.
+  from absl import logging as absl_logging
+
+  handler = absl_logging.get_absl_handler()
+  assert any(isinstance(f, cli._DropOrbax) for f in handler.filters)
+  assert any(isinstance(f, cli._DropUnretrieved) for f in logging.getLogger('asyncio').filters)
+  for f in list(handler.filters):
+    if isinstance(f, cli._DropOrbax):
+      handler.removeFilter(f)
+  for f in list(logging.getLogger('asyncio').filters):
+    logging.getLogger('asyncio').removeFilter(f)

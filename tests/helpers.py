@@ -298,3 +298,26 @@ def assert_same_run(workdir_a: str, workdir_b: str, rtol: float, atol: float) ->
   chex.assert_trees_all_close(ema_a, ema_b, rtol=rtol, atol=atol)
   rows = min(len(table_a), len(table_b))  # a sharded table has padding rows at the end
   np.testing.assert_allclose(table_a[:rows], table_b[:rows], rtol=rtol, atol=atol)
+
+
+def run_in_mount_namespace(script: str, timeout: int = 300):
+  """Runs bash `script` as root of a private mount namespace (`unshare -rm`), from the
+  repository root with main_env(): there it may bind a folder read-only or mount a small tmpfs
+  without privileges, and nothing outside sees it. Skips the test where the kernel allows no
+  user namespaces. Returns the CompletedProcess, output captured as text."""
+  import subprocess
+
+  import pytest
+
+  from hrm_jax.tools import fault_injection
+
+  if not fault_injection.mount_namespace_available():
+    pytest.skip('no private mount namespace here (unshare -rm is not allowed)')
+  return subprocess.run(
+    ['unshare', '-rm', 'bash', '-c', script],
+    cwd=ROOT,
+    env=main_env(),
+    capture_output=True,
+    text=True,
+    timeout=timeout,
+  )

@@ -1,5 +1,6 @@
 """End to end: a tiny run's loss falls, its outputs follow the contract, it restores."""
 
+import json
 import os
 
 import chex
@@ -122,9 +123,20 @@ def test_eval_with_raised_M_max_on_another_folder(tiny_run):
   cfg = cfg.copy_and_resolve_references()
   cfg.eval.halt_max_steps = 2 * cfg.act.halt_max_steps
   data_dir = os.path.join(workdir, 'data', os.listdir(os.path.join(workdir, 'data'))[0])
+  with open(os.path.join(workdir, 'metrics.jsonl')) as f:
+    run_records = f.read()
   metrics = evaluate.evaluate_checkpoint(cfg, workdir, eval_data=data_dir)
   assert metrics['steps'] == 2 * 4
   assert metrics['count'] == cfg.data.num_test
+  # Issue 18: its record goes apart from the training run's (which a resume rewrites), marked
+  # with the dataset and M_max.
+  with open(os.path.join(workdir, 'metrics.jsonl')) as f:
+    assert f.read() == run_records
+  with open(os.path.join(evaluate.eval_mode_dir(workdir), 'metrics.jsonl')) as f:
+    record = json.loads(f.readlines()[-1])
+  assert record['mode'] == 'eval' and record['data'] == os.path.abspath(data_dir)
+  assert record['step'] == cfg.train.steps and record['M_max'] == 2 * cfg.act.halt_max_steps
+  assert record['exact_accuracy'] == metrics['exact_accuracy']
   # It ran 2·M_max segments: its figures are those of 2·M_max segments run one by one, and the
   # loss differs from M_max segments' far beyond that agreement.
   M = cfg.act.halt_max_steps

@@ -347,8 +347,7 @@ def write_workdir(workdir: str, cfg, graphdef, state: ts.TrainState, meta) -> No
     raise ConversionError(f'{workdir} already holds checkpoints; convert into a new --workdir')
   carry = ts.init_carry(graphdef, state, cfg.train.global_batch_size, meta.seq_len)
   checkpoint.save(mngr, int(state.step), {'state': state, 'carry': carry})
-  mngr.wait_until_finished()
-  mngr.close()
+  checkpoint.finish(mngr)
   workdir_lib.write_run_files(workdir, cfg, meta)
 
 
