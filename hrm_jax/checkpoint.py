@@ -17,7 +17,6 @@ only the EMA copy as its model file (spec §4.5), so it cannot resume the raw we
 from __future__ import annotations
 
 import contextlib
-import os
 import signal
 import sys
 from typing import Any, Optional
@@ -26,6 +25,8 @@ import jax
 import orbax.checkpoint as ocp
 from etils import epath
 from jax.experimental import multihost_utils
+
+from hrm_jax import workdir as workdir_lib
 
 
 class CheckpointMismatch(ValueError):
@@ -59,8 +60,11 @@ def _root_cause(e: BaseException) -> str:
   return f'{type(root).__name__}: {text[:500]}'
 
 
-def manager(workdir: str, max_to_keep: int = 3, read_only: bool = False) -> ocp.CheckpointManager:
-  """A CheckpointManager over `<workdir>/checkpoints` keeping the last `max_to_keep` steps."""
+def manager(
+  workdir: str, max_to_keep: int = 3, read_only: bool = False, directory: str = ''
+) -> ocp.CheckpointManager:
+  """A CheckpointManager over `directory` (default `<workdir>/checkpoints`, config field
+  `ckpt.dir`) keeping the last `max_to_keep` steps."""
   options = ocp.CheckpointManagerOptions(
     max_to_keep=None if read_only else max_to_keep,
     create=not read_only,
@@ -69,7 +73,7 @@ def manager(workdir: str, max_to_keep: int = 3, read_only: bool = False) -> ocp.
   )
   with _orbax_warnings_off(read_only):  # "Given directory is read only": asked for, not news
     return ocp.CheckpointManager(
-      os.path.join(os.path.abspath(workdir), 'checkpoints'),
+      workdir_lib.absolute(directory or str(epath.Path(workdir) / 'checkpoints')),
       options=options,
       # Named handlers let a fresh (or read-only) manager read item metadata before any restore.
       item_handlers=dict(train=ocp.StandardCheckpointHandler(), meta=ocp.JsonCheckpointHandler()),

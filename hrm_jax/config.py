@@ -87,7 +87,9 @@ def base_config(task: str = 'sudoku') -> ml_collections.ConfigDict:
     # False: each evaluation votes with its own checkpoint's predictions only.
     aggregate_votes=False,
   )
-  c.ckpt = dict(every_steps=0, max_to_keep=3)  # every_steps 0: checkpoint at each evaluation
+  # every_steps 0: checkpoint at each evaluation. dir: where the checkpoints go, default
+  # '<workdir>/checkpoints' (any path orbax writes: another disk or bucket).
+  c.ckpt = dict(every_steps=0, max_to_keep=3, dir='')
   # Devices: one `data` mesh axis over all devices of all hosts (hrm_jax/sharding.py).
   c.mesh = dict(
     shard_puzzle_emb=False,  # split the puzzle table's rows over the devices (ARC: 1.8 GB)

@@ -13,18 +13,21 @@ import itertools
 import math
 import os
 import sys
+import tempfile
 from typing import Optional
 
 import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
+from etils import epath
 from jax.experimental import multihost_utils
 
 from hrm_jax import checkpoint, losses, metric_log, sharding, tasks
 from hrm_jax import config as config_lib
 from hrm_jax import train_step as ts
 from hrm_jax import workdir as workdir_lib
+from hrm_jax.data import build as data_build
 from hrm_jax.data import format as data_format
 from hrm_jax.data import loader
 from hrm_jax.evaluators import Evaluator
@@ -127,9 +130,12 @@ def write_eval(
   if sample and writer.tb is not None and task:
     from matplotlib import image  # only pictures need matplotlib
 
-    png = os.path.join(files_dir, 'prediction.png')
-    tasks.get(task).draw(png, sample['inputs'], sample['labels'], sample['preds'][None])
-    rgb = (image.imread(png)[..., :3] * 255).astype(np.uint8)
+    with tempfile.TemporaryDirectory() as tmp:  # drawn locally: files_dir may be a bucket
+      png = os.path.join(tmp, 'prediction.png')
+      tasks.get(task).draw(png, sample['inputs'], sample['labels'], sample['preds'][None])
+      rgb = (image.imread(png)[..., :3] * 255).astype(np.uint8)
+      epath.Path(files_dir).mkdir(parents=True, exist_ok=True)
+      (epath.Path(files_dir) / 'prediction.png').write_bytes(epath.Path(png).read_bytes())
     writer.image('eval/prediction', step, rgb)
 
 
@@ -156,7 +162,7 @@ def load_trained(
   """(resolved cfg, graphdef, state, step, training Metadata) of the latest checkpoint in
   `workdir`, placed on `mesh` (default: all devices): for evaluation, analysis and export."""
   config_lib.validate(cfg, jax.device_count())
-  mngr = checkpoint.manager(workdir, read_only=True)
+  mngr = checkpoint.manager(workdir, read_only=True, directory=cfg.ckpt.get('dir', ''))
   meta = workdir_lib.saved_metadata(workdir)
   if not mngr.all_steps() or meta is None:
     raise FileNotFoundError(
@@ -213,7 +219,7 @@ def evaluate_checkpoint(
   """
   mesh = sharding.Mesh(shard_puzzle_emb=cfg.mesh.shard_puzzle_emb)
   cfg, graphdef, state, step, meta = load_trained(cfg, workdir, mesh)
-  data_dir = eval_data or tasks.prepare_data(cfg, workdir)
+  data_dir = data_build.localize(eval_data) if eval_data else tasks.prepare_data(cfg, workdir)
   test_split = data_format.load_split(data_dir, 'test', mmap=True)
   check_eval_data(data_dir, test_split.metadata, meta)
   evaluator = tasks.get(cfg.data.name).evaluator(cfg, data_dir)
@@ -226,7 +232,7 @@ def evaluate_checkpoint(
   try:
     writer = metric_log.Writer(out, tensorboard=False)
     files_dir = os.path.join(out, f'step_{step}-{name}-M{M_max}')
-    extra = dict(mode='eval', data=os.path.abspath(data_dir))
+    extra = dict(mode='eval', data=workdir_lib.absolute(eval_data or data_dir))
     write_eval(writer, files_dir, step, metrics, M_max, evaluator, extra=extra)
     writer.close()
   except OSError as e:  # a read-only workdir (a shared or archived run): the line above stands

@@ -10,11 +10,11 @@ console (the contract's `train step=...` lines) and TensorBoard (`<workdir>/tens
 from __future__ import annotations
 
 import json
-import os
 import time
 from typing import Optional
 
 import jax
+from etils import epath
 
 from hrm_jax import losses
 
@@ -42,44 +42,61 @@ def fmt(d: dict) -> str:
 
 
 class Writer:
-  """Appends records to metrics.jsonl and TensorBoard scalars, on process 0 only."""
+  """Appends records to metrics.jsonl and TensorBoard scalars, on process 0 only.
+
+  `workdir` may be a bucket (`gs://...`): files go through `etils.epath`; as objects in a bucket
+  cannot be appended to, there the whole file is rewritten at each record (records come once
+  per log interval, so this stays small)."""
 
   def __init__(self, workdir: str, tensorboard: bool = True):
-    self.path = os.path.join(workdir, 'metrics.jsonl')
+    self.path = epath.Path(workdir) / 'metrics.jsonl'
     self.active = jax.process_index() == 0
+    self.append = '://' not in str(workdir)  # a local file; a bucket object is rewritten
+    self.lines: Optional[list[str]] = None  # the file's lines, kept when it is rewritten
     self.tb = None
     if self.active:
-      os.makedirs(workdir, exist_ok=True)
+      epath.Path(workdir).mkdir(parents=True, exist_ok=True)
     if tensorboard and self.active:
       from tensorboardX import SummaryWriter  # imported here: only the writer needs it
 
-      self.tb = SummaryWriter(os.path.join(workdir, 'tensorboard'), flush_secs=30)
+      self.tb = SummaryWriter(str(epath.Path(workdir) / 'tensorboard'), flush_secs=30)
+
+  def _read(self) -> list[str]:
+    return self.path.read_text().splitlines(keepends=True) if self.path.exists() else []
 
   def truncate(self, step: int) -> None:
     """Drops the records after `step`: a run resumed from a checkpoint at `step` rewrites them,
     so the log reads as one uninterrupted run."""
-    if not self.active or not os.path.exists(self.path):
+    if not self.active or not self.path.exists():
       return
-    with open(self.path) as f:
-      lines = f.readlines()
     kept = []
-    for line in lines:
+    for line in self._read():
       try:
         if json.loads(line)['step'] <= step:
           kept.append(line)
       except (ValueError, KeyError, TypeError):
         continue  # a line cut short by a kill mid-write
-    tmp = self.path + '.tmp'
-    with open(tmp, 'w') as f:
-      f.writelines(kept)
-    os.replace(tmp, self.path)
+    if self.append:  # a local file: atomic, a kill leaves the old or the new one
+      tmp = self.path.parent / (self.path.name + '.tmp')
+      tmp.write_text(''.join(kept))
+      tmp.replace(self.path)
+    else:  # an object write is atomic by itself
+      self.path.write_text(''.join(kept))
+    self.lines = kept
 
   def write(self, record: dict) -> None:
     """One record {'step', 'split', metric: value, ...}: a JSON line, and `split/metric` scalars."""
     if not self.active:
       return
-    with open(self.path, 'a') as f:
-      f.write(json.dumps(record) + '\n')
+    line = json.dumps(record) + '\n'
+    if self.append:
+      with self.path.open('a') as f:
+        f.write(line)
+    else:
+      if self.lines is None:
+        self.lines = self._read()
+      self.lines.append(line)
+      self.path.write_text(''.join(self.lines))
     if self.tb is not None and record.get('split') in ('train', 'eval'):
       for k, v in record.items():
         if k not in ('step', 'split') and isinstance(v, (int, float)):

@@ -129,7 +129,7 @@ def _train_and_evaluate(
     flush=True,
   )
 
-  mngr = checkpoint.manager(workdir, cfg.ckpt.max_to_keep)
+  mngr = checkpoint.manager(workdir, cfg.ckpt.max_to_keep, directory=cfg.ckpt.dir)
   start, state, carry, ckpt_meta = _restore_train(mngr, state, carry)
   # Only now, with every check passed (a checkpoint of another model is refused by the restore):
   # a refused run must leave the workdir as it found it.

@@ -74,9 +74,12 @@ def tiny_trm_config():
 
 
 def records(workdir: str, split: str) -> list[dict]:
-  """The metrics.jsonl records of `workdir` whose split is `split` (train, eval, meta)."""
-  with open(os.path.join(workdir, 'metrics.jsonl')) as f:
-    return [r for r in map(json.loads, f) if r['split'] == split]
+  """The metrics.jsonl records of `workdir` (a folder or a bucket) whose split is `split`
+  (train, eval, meta)."""
+  from etils import epath
+
+  lines = (epath.Path(workdir) / 'metrics.jsonl').read_text().splitlines()
+  return [r for r in map(json.loads, lines) if r['split'] == split]
 
 
 # `python -m hrm_jax.main` flags for a run of seconds: the `tiny` preset (hidden 32, 6 steps).

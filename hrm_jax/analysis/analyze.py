@@ -20,9 +20,11 @@ from __future__ import annotations
 
 import json
 import os
+import tempfile
 from typing import Optional, Sequence
 
 from absl import flags
+from etils import epath
 from ml_collections import config_flags
 
 from hrm_jax import cli as cli_lib
@@ -68,11 +70,32 @@ def run(
   scaling_examples: int = 0,
   eval_data: Optional[str] = None,
 ) -> dict:
-  """Runs the `only` analyses on `loaded`, writes their PNGs under `out` and returns
-  {'figures': {name: float}, 'pngs': {analysis: path}, plus each analysis's raw result}."""
+  """Runs the `only` analyses on `loaded`, writes their PNGs under `out` (a local folder or a
+  bucket) and returns {'figures': {name: float}, 'pngs': {analysis: path}, plus each
+  analysis's raw result}."""
   unknown = set(only) - set(ANALYSES)
   if unknown:
     raise ValueError(f'unknown analyses {sorted(unknown)}; choose from {ANALYSES}')
+  if '://' in str(out):  # drawn locally (matplotlib writes files), then copied to the bucket
+    with tempfile.TemporaryDirectory() as tmp:
+      result = run(
+        loaded,
+        tmp,
+        only,
+        scaling_m=scaling_m,
+        segments=segments,
+        pr_examples=pr_examples,
+        residual_examples=residual_examples,
+        scaling_examples=scaling_examples,
+        eval_data=eval_data,
+      )
+      epath.Path(out).mkdir(parents=True, exist_ok=True)
+      for name in os.listdir(tmp):
+        (epath.Path(out) / name).write_bytes(epath.Path(tmp, name).read_bytes())
+    result['pngs'] = {
+      k: str(epath.Path(out) / os.path.basename(v)) for k, v in result['pngs'].items()
+    }
+    return result
   os.makedirs(out, exist_ok=True)
   M = segments or loaded.cfg.eval.halt_max_steps
   batches = lambda n, b=0: rollout_lib.eval_batches(loaded, n, b, eval_data)  # noqa: E731
@@ -122,7 +145,7 @@ def run(
       traj.preds[:, 0],
     )
   metrics_path = os.path.join(loaded.workdir, 'metrics.jsonl')
-  if 'curves' in only and os.path.exists(metrics_path):
+  if 'curves' in only and epath.Path(metrics_path).exists():
     pngs['curves'] = plots.training_curves(os.path.join(out, 'training_curves.png'), metrics_path)
   with open(os.path.join(out, 'analysis.json'), 'w') as f:
     json.dump(dict(step=loaded.step, figures=figures, pngs=pngs), f, indent=1)

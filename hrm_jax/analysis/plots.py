@@ -18,6 +18,7 @@ matplotlib.use('Agg')  # before pyplot: file output only, works headless and in 
 
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
+from etils import epath  # noqa: E402
 from matplotlib.colors import ListedColormap  # noqa: E402
 
 from hrm_jax.data import grids  # noqa: E402
@@ -258,7 +259,7 @@ def arc(path: str, inputs: np.ndarray, labels: np.ndarray, pred: np.ndarray) -> 
 def read_metrics(metrics_path: str) -> dict[str, list[dict]]:
   """The records of a `metrics.jsonl`, grouped by split ('train', 'eval', 'meta')."""
   out: dict[str, list[dict]] = {}
-  with open(metrics_path) as f:
+  with epath.Path(metrics_path).open() as f:  # a local file or a bucket object
     for line in f:
       if line.strip():
         r = json.loads(line)

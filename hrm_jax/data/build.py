@@ -16,6 +16,7 @@ import functools
 import hashlib
 import json
 import os
+import shutil
 import time
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any, Optional, Union
@@ -182,6 +183,47 @@ def build_once(
 Plan = Callable[[Any], tuple[str, Callable[..., Any]]]
 
 
+def cache_root() -> str:
+  """The local folder for datasets of bucket workdirs and copies of bucket datasets:
+  `$HRM_JAX_DATA_CACHE`, default `~/.cache/hrm_jax/data`."""
+  return os.environ.get('HRM_JAX_DATA_CACHE') or os.path.expanduser('~/.cache/hrm_jax/data')
+
+
+def data_root(workdir: str) -> str:
+  """Where a run's generated datasets are built: `<workdir>/data` for a local workdir; for a
+  bucket workdir (`gs://...`) the local `cache_root()`, as training memory-maps the arrays."""
+  return os.path.join(workdir, 'data') if '://' not in str(workdir) else cache_root()
+
+
+def localize(path: str) -> str:
+  """`path` itself when local; a dataset folder in a bucket is copied once into
+  `<cache_root()>/remote/<hash>-<name>` (all its files, atomically: a temporary folder renamed
+  when complete) and that local copy is returned, since the arrays are memory-mapped."""
+  if '://' not in str(path) or str(path).startswith('file://'):
+    return str(path).removeprefix('file://')
+  from etils import epath
+
+  src = epath.Path(path)
+  if not src.is_dir():
+    raise DatasetError(f'{path}: dataset folder does not exist')
+  key = hashlib.sha1(str(path).encode()).hexdigest()[:10]
+  out = os.path.join(cache_root(), 'remote', f'{key}-{src.name}')
+  if os.path.isdir(out):
+    return out
+  tmp = f'{out}.tmp-{os.getpid()}'
+  for f in src.rglob('*'):
+    if not f.is_dir():
+      dest = os.path.join(tmp, str(f.relative_to(src)))
+      os.makedirs(os.path.dirname(dest), exist_ok=True)
+      with open(dest, 'wb') as fh:
+        fh.write(f.read_bytes())
+  try:
+    os.rename(tmp, out)
+  except OSError:  # another process copied it first
+    shutil.rmtree(tmp, ignore_errors=True)
+  return out
+
+
 def prepare_dataset(
   data_cfg: Any,
   workdir: str,
@@ -199,13 +241,13 @@ def prepare_dataset(
   """
   path = config_field(data_cfg, 'path', str, '')
   if path:
-    return check_built(path)
+    return check_built(localize(path))
   source = config_field(data_cfg, 'source', str, default_source)
   if source not in plans:
     raise ConfigError(f'data.source must be one of {sorted(plans)}, got {source!r}')
   name, builder = plans[source](data_cfg)
   version_file, version = (versions or {}).get(source, (None, None))
-  return build_once(os.path.join(workdir, 'data', name), builder, version_file, version)
+  return build_once(os.path.join(data_root(workdir), name), builder, version_file, version)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -372,7 +414,7 @@ def download_hf(hf_repo: str, filename: str, local_hint: str) -> str:
   except ImportError:
     raise DatasetError(
       f'{hf_repo}/{filename}: huggingface_hub is not installed; install it '
-      f'(pip install "hrm_jax[hub]") or {local_hint}'
+      f'(pip install -e ".[hub]" in the hrm_jax checkout) or {local_hint}'
     ) from None
   try:
     return hf_hub_download(repo_id=hf_repo, filename=filename, repo_type='dataset')

@@ -33,6 +33,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
+from etils import epath
 
 from hrm_jax.data import grids
 from hrm_jax.data.format import DatasetError, load_metadata
@@ -411,11 +412,15 @@ class ArcEvaluator:
 
   def write(self, out_dir: str) -> None:
     """Writes the round's ``submission.json`` into ``out_dir`` (created if missing)."""
-    os.makedirs(out_dir, exist_ok=True)
-    self.write_submission(os.path.join(out_dir, 'submission.json'))
+    epath.Path(out_dir).mkdir(parents=True, exist_ok=True)
+    self.write_submission(str(epath.Path(out_dir) / 'submission.json'))
 
   def write_submission(self, path: str) -> None:
-    """Writes ``submission()`` as JSON to ``path`` (atomically: temp file, then rename)."""
+    """Writes ``submission()`` as JSON to ``path`` (atomically on a local disk: temp file, then
+    rename; a bucket path, as one object write)."""
+    if '://' in str(path):
+      epath.Path(path).write_text(json.dumps(self.submission()))
+      return
     directory = os.path.dirname(os.path.abspath(path))
     fd, tmp = tempfile.mkstemp(prefix='.submission-', suffix='.json', dir=directory)
     try:

@@ -53,7 +53,9 @@ def prepare_data(cfg: Any, workdir: str) -> str:
   `data.path` set: that folder (validated by the loads that follow), whatever the task.
   """
   if cfg.data.get('path'):
-    return cfg.data.path
+    from hrm_jax.data import build
+
+    return build.localize(cfg.data.path)  # a bucket folder: its local copy
   return get(cfg.data.name).prepare(cfg.data, workdir)
 
 
@@ -64,8 +66,9 @@ def shapes(data_cfg: Any) -> tuple[int, int, int]:
   puzzle id: ARC's ~10^6 ids depend on the build (they do not change a step's compute).
   """
   if data_cfg.get('path'):
+    from hrm_jax.data import build
     from hrm_jax.data import format as data_format
 
-    meta = data_format.load_split(data_cfg.path, 'test', mmap=True).metadata
+    meta = data_format.load_split(build.localize(data_cfg.path), 'test', mmap=True).metadata
     return meta.vocab_size, meta.seq_len, meta.num_puzzle_identifiers
   return (*get(data_cfg.name).shapes(data_cfg), 1)

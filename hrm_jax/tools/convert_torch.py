@@ -42,6 +42,7 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
+from etils import epath
 
 from hrm_jax import checkpoint, tasks
 from hrm_jax import config as config_lib
@@ -342,7 +343,7 @@ def write_workdir(workdir: str, cfg, graphdef, state: ts.TrainState, meta) -> No
 
   Raises ConversionError if `workdir` already holds checkpoints.
   """
-  mngr = checkpoint.manager(workdir, cfg.ckpt.max_to_keep)
+  mngr = checkpoint.manager(workdir, cfg.ckpt.max_to_keep, directory=cfg.ckpt.get('dir', ''))
   if mngr.latest_step() is not None:
     raise ConversionError(f'{workdir} already holds checkpoints; convert into a new --workdir')
   carry = ts.init_carry(graphdef, state, cfg.train.global_batch_size, meta.seq_len)
@@ -372,7 +373,8 @@ def resolve_checkpoint(path: str) -> str:
     from huggingface_hub import hf_hub_download  # only needed online
   except ImportError:
     raise ConversionError(
-      f'{path}: huggingface_hub is not installed; pip install "hrm_jax[hub]", or download the '
+      f'{path}: huggingface_hub is not installed; pip install -e ".[hub]" in the hrm_jax '
+      'checkout, or download the '
       'file yourself and pass its local path'
     ) from None
   try:
@@ -439,7 +441,7 @@ def convert_checkpoint(
   sd = load_torch_state_dict(local)
   step = checkpoint_step(local) if step is None else step
   cfg, graphdef, state, meta = convert_state_dict(cfg, sd, step)
-  os.makedirs(workdir, exist_ok=True)
+  epath.Path(workdir).mkdir(parents=True, exist_ok=True)  # a local folder or a bucket
   write_workdir(workdir, cfg, graphdef, state, meta)
   return step, meta
 
