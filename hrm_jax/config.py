@@ -9,6 +9,7 @@ they are read from the dataset's metadata at run time.
 
 from __future__ import annotations
 
+import importlib.util
 import math
 
 import ml_collections
@@ -95,7 +96,12 @@ def base_config(task: str = 'sudoku') -> ml_collections.ConfigDict:
     shard_puzzle_emb=False,  # split the puzzle table's rows over the devices (ARC: 1.8 GB)
     prefetch=2,  # global batches built and sent to the devices ahead of the step; 0: none
   )
-  c.log = dict(tensorboard=True)  # also write TensorBoard scalars to <workdir>/tensorboard
+  c.log = dict(
+    tensorboard=True,  # also write TensorBoard scalars to <workdir>/tensorboard
+    wandb=False,  # also send them to Weights & Biases (pip install -e ".[wandb]")
+    wandb_project='hrm_jax',
+    wandb_run_name='',  # '': W&B's own name
+  )
   c.data = tasks.get(task).data_config()
   return c
 
@@ -330,6 +336,11 @@ def validate(cfg: ml_collections.ConfigDict, num_devices: int = 1) -> None:
   _check(cfg.eval.max_examples >= 0, 'eval.max_examples', 'must be >= 0 (0: all)')
   _check(
     cfg.eval.halt_max_steps >= 0, 'eval.halt_max_steps', 'must be >= 0 (0: act.halt_max_steps)'
+  )
+  _check(
+    not cfg.log.get('wandb') or importlib.util.find_spec('wandb') is not None,
+    'log.wandb',
+    'W&B logging needs the wandb package: pip install -e ".[wandb]" from the checkout',
   )
 
 

@@ -14,6 +14,7 @@ import math
 import os
 import sys
 import tempfile
+import time
 from typing import Optional
 
 import jax
@@ -31,6 +32,8 @@ from hrm_jax.data import build as data_build
 from hrm_jax.data import format as data_format
 from hrm_jax.data import loader
 from hrm_jax.evaluators import Evaluator
+
+PROGRESS_EVERY_S = 10.0  # a long evaluation says how far it is at most this often
 
 
 def make_eval_fn(cfg, graphdef, mesh: sharding.Mesh):
@@ -67,12 +70,18 @@ def run_eval(
   params = ts.eval_params(state)
   batch_size = cfg.eval.batch_size
   batches = loader.eval_batches(split, batch_size, jax.process_index(), jax.process_count())
+  total = math.ceil(split.num_examples / batch_size)
   if cfg.eval.max_examples:
-    batches = itertools.islice(batches, math.ceil(cfg.eval.max_examples / batch_size))
+    total = min(total, math.ceil(cfg.eval.max_examples / batch_size))
+    batches = itertools.islice(batches, total)
   if evaluator is not None:
     evaluator.begin()
   sums, previous = None, None
-  for batch in batches:  # sums stay on device: one host transfer per evaluation
+  shown = time.time()
+  for i, batch in enumerate(batches):  # sums stay on device: one host transfer per evaluation
+    if time.time() - shown > PROGRESS_EVERY_S and jax.process_index() == 0:
+      print(f'evaluating: batch {i + 1}/{total}', flush=True)
+      shown = time.time()
     global_batch = mesh.global_batch(batch)
     metrics, preds, q_halt = eval_fn(params, state.buffers, state.puzzle_emb, global_batch)
     sums = metrics if sums is None else jax.tree.map(jnp.add, sums, metrics)

@@ -4,12 +4,14 @@ The loop hands each step's metric arrays to `TrainLog.add` right after dispatchi
 are fetched only when a later step is already queued (`poll`), so the host never waits on the
 device inside the loop. Every fetched step is checked for a non-finite loss or gradient, which
 stops the run with its step number (`Divergence`). Records go to `<workdir>/metrics.jsonl`, the
-console (the contract's `train step=...` lines) and TensorBoard (`<workdir>/tensorboard`).
+console (the contract's `train step=...` lines), TensorBoard (`<workdir>/tensorboard`) and,
+with log.wandb on, Weights & Biases.
 """
 
 from __future__ import annotations
 
 import json
+import secrets
 import time
 from typing import Optional
 
@@ -48,7 +50,9 @@ class Writer:
   cannot be appended to, there the whole file is rewritten at each record (records come once
   per log interval, so this stays small)."""
 
-  def __init__(self, workdir: str, tensorboard: bool = True):
+  def __init__(self, workdir: str, tensorboard: bool = True, wandb: Optional[dict] = None):
+    """`wandb`: `wandb_init`'s keywords (project, name, config) to also send the records to
+    Weights & Biases; None: off."""
     self.path = epath.Path(workdir) / 'metrics.jsonl'
     self.active = jax.process_index() == 0
     self.append = '://' not in str(workdir)  # a local file; a bucket object is rewritten
@@ -60,6 +64,7 @@ class Writer:
       from tensorboardX import SummaryWriter  # imported here: only the writer needs it
 
       self.tb = SummaryWriter(str(epath.Path(workdir) / 'tensorboard'), flush_secs=30)
+    self.wandb = wandb_init(workdir, **wandb) if wandb is not None and self.active else None
 
   def _read(self) -> list[str]:
     return self.path.read_text().splitlines(keepends=True) if self.path.exists() else []
@@ -101,15 +106,65 @@ class Writer:
       for k, v in record.items():
         if k not in ('step', 'split') and isinstance(v, (int, float)):
           self.tb.add_scalar(f'{record["split"]}/{k}', v, record['step'])
+    if self.wandb is not None and record['step'] >= self.wandb.starting_step:  # not yet sent
+      numbers = {k: v for k, v in record.items() if isinstance(v, (int, float))}
+      numbers.pop('step')
+      self.wandb.log({f'{record["split"]}/{k}': v for k, v in numbers.items()}, step=record['step'])
 
   def image(self, tag: str, step: int, image_HxWx3) -> None:
     """A uint8 RGB image [H, W, 3] under `tag` in TensorBoard (e.g. predictions)."""
     if self.tb is not None:
       self.tb.add_image(tag, image_HxWx3, step, dataformats='HWC')
+    if self.wandb is not None and step >= self.wandb.starting_step:
+      import wandb
+
+      self.wandb.log({tag: wandb.Image(image_HxWx3)}, step=step)
 
   def close(self) -> None:
+    """Flushes and closes TensorBoard's file and the W&B run."""
     if self.tb is not None:
       self.tb.close()
+    if self.wandb is not None:
+      self.wandb.finish()
+      self.wandb = None
+
+
+def wandb_settings(cfg) -> Optional[dict]:
+  """`Writer`'s `wandb` keywords from config `cfg` (its log.wandb* fields; the whole config is
+  the run's W&B config), or None when log.wandb is off."""
+  if not cfg.log.get('wandb'):
+    return None
+  return dict(project=cfg.log.wandb_project, name=cfg.log.wandb_run_name, config=cfg.to_dict())
+
+
+def wandb_init(workdir: str, project: str, name: str = '', config: Optional[dict] = None):
+  """The W&B run of `workdir` (a `wandb.Run`): its id is kept in `<workdir>/wandb_id`, so a
+  resumed training run continues the same W&B run. Its local files go to `<workdir>/wandb` (a
+  bucket workdir: to W&B's default, `$WANDB_DIR` or the current directory). `WANDB_MODE=offline`
+  keeps it off the network (`wandb sync` uploads it later)."""
+  import wandb  # only when W&B logging is on (config.validate checked it is installed)
+
+  id_path = epath.Path(workdir) / 'wandb_id'
+  if id_path.exists():
+    run_id = id_path.read_text().strip()
+  else:
+    run_id = secrets.token_hex(6)  # W&B ids: letters and digits
+    id_path.write_text(run_id + '\n')
+  local = '://' not in str(workdir)
+  return wandb.init(
+    project=project,
+    name=name or None,
+    config=config,
+    dir=str(workdir) if local else None,
+    id=run_id,
+    resume='allow',
+  )
+
+
+def _hms(seconds: float) -> str:
+  """`h:mm:ss` of a duration in seconds."""
+  s = int(round(seconds))
+  return f'{s // 3600}:{s // 60 % 60:02d}:{s % 60:02d}'
 
 
 class TrainLog:
@@ -128,6 +183,7 @@ class TrainLog:
     self.sums: dict[str, float] = {}
     self.steps_in_interval = 0
     self.tick, self.tick_step = time.time(), 0
+    self.total: Optional[int] = None  # the run's last step: the progress line's `N/total`, ETA
 
   def start(self, step: int) -> None:
     """Starts timing at `step` (the first step of this process)."""
@@ -167,7 +223,11 @@ class TrainLog:
     now = time.time()
     m['steps_per_s'] = (step - self.tick_step) / max(now - self.tick, 1e-9)
     self.tick, self.tick_step = now, step
-    print('train ' + fmt(dict(step=step, **{k: m[k] for k in self.shown})), flush=True)
+    line = 'train ' + fmt(dict(step=step, **{k: m[k] for k in self.shown}))
+    if self.total:  # progress and the time left at this interval's pace (evaluations aside)
+      eta = (self.total - step) / max(m['steps_per_s'], 1e-9)
+      line += f' progress={step}/{self.total} eta={_hms(eta)}'
+    print(line, flush=True)
     self.writer.write(dict(step=step, split='train', **m))
     self.sums, self.steps_in_interval = {}, 0
 

@@ -7,6 +7,7 @@ Importable from a notebook: `train_and_evaluate(cfg, workdir)`. Evaluation itsel
 from __future__ import annotations
 
 import math
+import time
 from typing import Optional
 
 import jax
@@ -29,6 +30,44 @@ TRAIN_SHOWN = (
   'lr',
   'steps_per_s',
 )
+
+
+class Profile:
+  """A JAX profiler trace of training steps A..B (1-based, inclusive) into `<workdir>/profile`,
+  for TensorBoard's profile plugin or Perfetto; a run resumed past A traces from its first
+  step. jax.profiler writes bucket paths (gs://) itself."""
+
+  def __init__(self, steps: Optional[tuple[int, int]], workdir: str, start: int):
+    a, self.last = steps or (0, -1)
+    self.first = max(a, start + 1)  # the first step this process runs is start + 1
+    self.dir = f'{str(workdir).rstrip("/")}/profile'
+    self.on, self.ran = False, 0
+
+  @staticmethod
+  def check(steps: Optional[tuple[int, int]]) -> None:
+    """Raises ConfigError unless `steps` is None or (A, B) with 1 <= A <= B."""
+    if steps is not None and not (len(steps) == 2 and 1 <= steps[0] <= steps[1]):
+      raise config_lib.ConfigError(f'profile_steps: want A:B with 1 <= A <= B, got {steps}')
+
+  def before(self, step: int) -> None:
+    """Starts the trace before step `first`."""
+    if step == self.first and self.first <= self.last:
+      jax.profiler.start_trace(self.dir)
+      self.on = True
+
+  def after(self, step: int, outputs) -> None:
+    """Stops the trace once step `last` has run (its `outputs` computed)."""
+    self.ran = step
+    if self.on and step == self.last:
+      jax.block_until_ready(outputs)
+      self.stop()
+
+  def stop(self) -> None:
+    """Ends a trace in progress and says where it went."""
+    if self.on:
+      self.on = False
+      jax.profiler.stop_trace()
+      print(f'profile of steps {self.first}..{self.ran} written to {self.dir}', flush=True)
 
 
 def _restore_train(mngr, state, carry) -> tuple[int, ts.TrainState, object, dict]:
@@ -63,7 +102,10 @@ def run_length(cfg: ml_collections.ConfigDict, split, epochs_per_iter: int) -> i
 
 
 def train_and_evaluate(
-  cfg: ml_collections.ConfigDict, workdir: str, simulate_preemption_at: Optional[int] = None
+  cfg: ml_collections.ConfigDict,
+  workdir: str,
+  simulate_preemption_at: Optional[int] = None,
+  profile_steps: Optional[tuple[int, int]] = None,
 ) -> dict[str, float]:
   """Trains `cfg` in `workdir` with periodic evaluation and checkpoints; resumes if possible.
 
@@ -71,14 +113,16 @@ def train_and_evaluate(
   records and parameters are those of an uninterrupted one. SIGTERM/SIGINT checkpoint at the
   next step and return. A non-finite loss or gradient raises metric_log.Divergence (the last
   checkpoint before it is kept). `simulate_preemption_at` acts as if a preemption notice
-  arrived at that step (for tests and drills). Returns the final evaluation metrics.
+  arrived at that step (for tests and drills). `profile_steps` (A, B) writes a JAX profiler
+  trace of steps A..B to `<workdir>/profile` (see `Profile`). Returns the final evaluation metrics.
   """
   config_lib.validate(cfg, jax.device_count())  # fail before writing or building anything
+  Profile.check(profile_steps)
   with checkpoint.Preemption(simulate_at=simulate_preemption_at) as preemption:
     lock = None
     try:
       lock = workdir_lib.acquire_lock(workdir)  # one run per workdir
-      return _train_and_evaluate(cfg, workdir, preemption)
+      return _train_and_evaluate(cfg, workdir, preemption, profile_steps)
     except checkpoint.Preempted as e:
       # Data build, restore or compilation: nothing beyond the last checkpoint to save.
       print(
@@ -92,7 +136,10 @@ def train_and_evaluate(
 
 
 def _train_and_evaluate(
-  cfg: ml_collections.ConfigDict, workdir: str, preemption: checkpoint.Preemption
+  cfg: ml_collections.ConfigDict,
+  workdir: str,
+  preemption: checkpoint.Preemption,
+  profile_steps: Optional[tuple[int, int]] = None,
 ) -> dict[str, float]:
   """`train_and_evaluate` under the caller's preemption handler and workdir lock."""
   workdir_lib.check_config(cfg, workdir)
@@ -134,12 +181,13 @@ def _train_and_evaluate(
   # Only now, with every check passed (a checkpoint of another model is refused by the restore):
   # a refused run must leave the workdir as it found it.
   workdir_lib.write_run_files(workdir, cfg, meta)
-  writer = metric_log.Writer(workdir, cfg.log.tensorboard)
+  writer = metric_log.Writer(workdir, cfg.log.tensorboard, metric_log.wandb_settings(cfg))
   writer.truncate(start if start else -1)  # records after the checkpoint are redone
   if start == 0:
     writer.write(dict(step=0, split='meta', num_params=ts.count_params(state.params)))
   log = metric_log.TrainLog(writer, t.global_batch_size, t.log_every, TRAIN_SHOWN, t.skip_nonfinite)
   log.restore(ckpt_meta.get('train_log'))
+  log.total = last_step
 
   step_fn = ts.jit_train_step(
     graphdef,
@@ -170,10 +218,18 @@ def _train_and_evaluate(
   eval_metrics: dict = {}
   step = start
   log.start(start)
+  profile = Profile(profile_steps, workdir, start)
   try:
     preemption.training = True
+    if start < last_step:
+      print(f'compiling the train step (steps {start + 1}..{last_step} follow)', flush=True)
     for step in range(start + 1, last_step + 1):
+      t0 = time.time()
+      profile.before(step)
       state, carry, metrics = step_fn(state, carry, next(batches))
+      profile.after(step, (state, carry, metrics))
+      if step == start + 1:  # the first call compiled (or loaded it from the cache)
+        print(f'compiled in {time.time() - t0:.1f} s; training', flush=True)
       log.add(step, metrics)  # reads step - 1's metrics while this one runs
       if step == last_step:
         log.finish(step)
@@ -201,6 +257,7 @@ def _train_and_evaluate(
         print(f'preempted: checkpoint at step {step} {done}; rerun to resume', flush=True)
         break
   finally:
+    profile.stop()  # a run that ends or fails inside the traced steps
     batches.close()  # stops the prefetch thread
     checkpoint.finish(mngr)  # an async save in flight completes before we return or raise
   if not eval_metrics and start >= last_step:

@@ -1,6 +1,7 @@
 """The benchmark's output contract (`name: value` lines); its figures go in the README."""
 
 import os
+import re
 import subprocess
 import sys
 
@@ -75,3 +76,40 @@ def test_jaxpr_flops_counts_matmuls_through_scans_and_gradients():
   assert bench.jaxpr_flops(jax.make_jaxpr(f)(w, x)) == 3 * one
   # Backward: per step, one matmul for dL/dh and one for dL/dw.
   assert bench.jaxpr_flops(jax.make_jaxpr(jax.grad(f))(w, x)) == 3 * one * 3
+
+
+def test_accelerator_suite_at_toy_size():
+  # One train-step row (TRM-Att Sudoku; the loss row trains the attention HRM), plus an unknown
+  # preset whose FAIL row must make the exit code 1. XLA's backend optimisation off: compiling
+  # is most of a toy run.
+  env = helpers.main_env()
+  env['XLA_FLAGS'] += ' --xla_backend_optimization_level=0'
+  r = subprocess.run(
+    [
+      sys.executable,
+      '-m',
+      'hrm_jax.bench',
+      '--suite=accelerator',
+      '--suite_presets=sudoku:trm_att,sudoku:no_such_preset',
+    ],
+    cwd=helpers.ROOT,
+    env=env,
+    capture_output=True,
+    text=True,
+    timeout=300,
+  )
+  assert r.returncode == 1, r.stdout + r.stderr
+  assert 'device: cpu x1 (backend cpu), jax ' in r.stdout
+  assert 'no accelerator found: the suite runs at toy size' in r.stdout
+  rows = [[c.strip() for c in line.split(' | ')] for line in r.stdout.splitlines() if ' | ' in line]
+  assert rows[0] == ['check', 'setting', 'result', 'status']
+  table = {(check, setting): (result, status) for check, setting, result, status in rows[1:]}
+  result, status = table['train step', 'sudoku:trm_att b2 float32']
+  assert status == 'ok' and 'ex/s' in result and 'MFU n/a, peak mem n/a' in result
+  assert table['train step', 'sudoku:no_such_preset'][1] == 'FAIL'
+  for shape in ('sudoku bf16 [B,S,H,K]=[64,97,8,64]', 'maze bf16 [B,S,H,K]=[8,901,8,64]'):
+    assert table['cudnn attention', shape] == ('skipped: no GPU (cuDNN)', 'skipped')
+  result, status = table['loss falls', 'sudoku:tiny b16 20 steps']
+  first, last = map(float, re.findall(r'lm_loss ([\d.]+) \(step \d+\) -> ([\d.]+)', result)[0])
+  assert status == 'ok' and last < first, result
+  assert len(table) == 5

@@ -2,6 +2,7 @@
 flag errors become one `error:` line read from the exception chain (hrm_jax.cli)."""
 
 import importlib
+import os
 import re
 import subprocess
 import sys
@@ -18,7 +19,7 @@ COMMANDS = {
   'hrm_jax.analyze': 'scaling_m',
   'hrm_jax.analysis': 'scaling_m',
   'hrm_jax.solve': 'from_test',
-  'hrm_jax.bench': 'memory_sweep',
+  'hrm_jax.bench': 'suite',
   'hrm_jax.convert_torch': 'checkpoint',
   'hrm_jax.tools.bench': 'memory_sweep',
   'hrm_jax.tools.convert_torch': 'checkpoint',
@@ -135,3 +136,31 @@ def test_library_noise_is_dropped_and_everything_else_kept(monkeypatch):
       handler.removeFilter(f)
   for f in list(logging.getLogger('asyncio').filters):
     logging.getLogger('asyncio').removeFilter(f)
+
+
+def test_the_persistent_compilation_cache_is_on_in_commands(monkeypatch, tmp_path):
+  # Issue 19: a resumed or repeated run loads its compiled steps (README: time to first step).
+  import jax
+
+  before = (
+    jax.config.jax_compilation_cache_dir,
+    jax.config.jax_persistent_cache_min_compile_time_secs,
+  )
+  monkeypatch.delenv('HRM_JAX_COMPILATION_CACHE', raising=False)
+  default = cli.compilation_cache_dir()
+  assert '/.cache/hrm_jax/jax_cache/' in default and len(os.path.basename(default)) == 12
+  try:
+    jax.config.update('jax_compilation_cache_dir', None)
+    monkeypatch.setenv('HRM_JAX_COMPILATION_CACHE', str(tmp_path))
+    cli.enable_compilation_cache()
+    assert jax.config.jax_compilation_cache_dir == str(tmp_path)
+    jax.config.update('jax_compilation_cache_dir', '/somewhere/else')  # the user's own wins
+    cli.enable_compilation_cache()
+    assert jax.config.jax_compilation_cache_dir == '/somewhere/else'
+    jax.config.update('jax_compilation_cache_dir', None)
+    monkeypatch.setenv('HRM_JAX_COMPILATION_CACHE', '')  # off
+    cli.enable_compilation_cache()
+    assert jax.config.jax_compilation_cache_dir is None
+  finally:
+    jax.config.update('jax_compilation_cache_dir', before[0])
+    jax.config.update('jax_persistent_cache_min_compile_time_secs', before[1])

@@ -2,6 +2,9 @@
 the figure's colours (ARC palette, path, wrong cells, series) and differ where the inputs do."""
 
 import json
+import os
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -130,3 +133,26 @@ def test_training_curves(tmp_path):
   # Token (purple), blank (blue) and exact (red) accuracy curves.
   for colour in ('#9467bd', plots.L_COLOUR, plots.H_COLOUR):
     assert _pixels(rgb, colour) > 20, colour
+
+
+def test_backend_untouched(tmp_path):
+  """Importing the drawing modules and drawing leaves pyplot's backend as the user set it (a
+  notebook's `plt.show()` keeps working) and never imports pyplot."""
+  code = f"""
+import sys
+import matplotlib
+matplotlib.use('svg')
+import numpy as np
+from hrm_jax import evaluate, solve, tasks
+from hrm_jax.analysis import plots
+from hrm_jax.tasks import arc, maze, sudoku
+labels = np.arange(81) % 9 + 2
+tasks.get('sudoku').draw({str(tmp_path / 's.png')!r}, labels, labels, labels[None])
+assert matplotlib.get_backend() == 'svg', matplotlib.get_backend()
+assert 'matplotlib.pyplot' not in sys.modules
+print('ok')
+"""
+  env = {k: v for k, v in os.environ.items() if k != 'MPLBACKEND'}
+  out = subprocess.run([sys.executable, '-c', code], env=env, capture_output=True, text=True)
+  assert out.returncode == 0 and out.stdout.strip() == 'ok', out.stderr[-2000:]
+  _check_png(tmp_path / 's.png')

@@ -1,4 +1,5 @@
-"""PNG figures of the analyses and of predictions (matplotlib, Agg backend: no display needed).
+"""PNG figures of the analyses and of predictions (matplotlib on its own Agg canvas:
+no display needed, pyplot's backend untouched).
 
 Every function draws one figure, writes it to `path` and returns `path`. Token encodings:
 Sudoku 1 = blank, 2..10 = digits 1..9 (`data/sudoku.py`); Maze `# SGo` = 1..5 (`data/maze.py`);
@@ -12,16 +13,14 @@ import math
 import os
 from typing import Optional, Sequence
 
-import matplotlib
+import numpy as np
+from etils import epath
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.colors import ListedColormap
+from matplotlib.figure import Figure
+from matplotlib.patches import Rectangle
 
-matplotlib.use('Agg')  # before pyplot: file output only, works headless and in CI
-
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-from etils import epath  # noqa: E402
-from matplotlib.colors import ListedColormap  # noqa: E402
-
-from hrm_jax.data import grids  # noqa: E402
+from hrm_jax.data import grids
 
 # The ARC palette as the ARC-AGI testing interface draws colours 0..9.
 ARC_COLOURS = (
@@ -40,10 +39,17 @@ H_COLOUR, L_COLOUR, BASE_COLOUR = '#d62728', '#1f77b4', '#7f7f7f'
 DPI = 100
 
 
+def _subplots(nrows: int, ncols: int, figsize: tuple[float, float], **kw):
+  """(figure, axes) as `plt.subplots` makes them, on its own Agg canvas: pyplot and its global
+  backend are never touched, so importing or drawing leaves a notebook's `plt.show()` alone."""
+  fig = Figure(figsize=figsize)
+  FigureCanvasAgg(fig)
+  return fig, fig.subplots(nrows, ncols, **kw)
+
+
 def _save(fig, path: str) -> str:
   os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
   fig.savefig(path, dpi=DPI, bbox_inches='tight')
-  plt.close(fig)
   return path
 
 
@@ -56,7 +62,7 @@ def residuals(path: str, res: dict, title: str = 'Forward residuals') -> str:
   panels = [('model', 'Model: z_H and z_L')]
   if res.get('baseline') is not None:
     panels.append(('baseline', 'Recurrent baseline: f_L, no H update'))
-  fig, axes = plt.subplots(1, len(panels), figsize=(5.5 * len(panels), 3.6), squeeze=False)
+  fig, axes = _subplots(1, len(panels), figsize=(5.5 * len(panels), 3.6), squeeze=False)
   top = max(float(np.max(r[1])) for p, _ in panels for r in res[p].values() if len(r[1]))
   for ax, (key, label) in zip(axes[0], panels):
     for name, colour in (('H', H_COLOUR), ('L', L_COLOUR)):
@@ -78,7 +84,7 @@ def participation(
   carry `curve_sizes`) PR against the number of puzzles. `paper` = (PR_H, PR_L) is drawn as
   reference marks; the dicts are `analysis.participation_ratios` outputs."""
   has_curve = bool(trained.get('curve_sizes'))
-  fig, axes = plt.subplots(1, 2 if has_curve else 1, figsize=(10 if has_curve else 5, 3.6))
+  fig, axes = _subplots(1, 2 if has_curve else 1, figsize=(10 if has_curve else 5, 3.6))
   axes = np.atleast_1d(axes)
   ax = axes[0]
   x = np.arange(2)
@@ -115,7 +121,7 @@ def scaling(path: str, table: dict) -> str:
   `analysis.scaling`'s {M: metrics}."""
   Ms = sorted(table)
   col = lambda k: [table[m][k] for m in Ms]  # noqa: E731
-  fig, (a, b) = plt.subplots(1, 2, figsize=(10, 3.6))
+  fig, (a, b) = _subplots(1, 2, figsize=(10, 3.6))
   a.plot(Ms, col('exact_accuracy'), 'o-', color='k', label='exact, M_max segments')
   a.plot(Ms, col('qhalt_exact_accuracy'), 's--', color='#2ca02c', label='exact, Q halting')
   a.plot(Ms, col('blank_accuracy'), '^:', color=L_COLOUR, label='blank-cell accuracy')
@@ -157,7 +163,7 @@ def sudoku_board(
     value = inputs[c] if given else pred[c]
     bad = not given and wrong[c]
     if bad or (not given and changed[c]):
-      ax.add_patch(plt.Rectangle((k, r), 1, 1, color='#ffc9c9' if bad else '#fff3a8'))
+      ax.add_patch(Rectangle((k, r), 1, 1, color='#ffc9c9' if bad else '#fff3a8'))
     colour = 'k' if given else ('#c00000' if bad else '#1f5fbf')
     text = str(int(value) - 1) if 2 <= value <= 10 else '·'
     ax.text(k + 0.5, r + 0.55, text, ha='center', va='center', color=colour, fontsize=7)
@@ -179,7 +185,7 @@ def sudoku_segments(
   default all), givens black, predicted digits blue, wrong cells red; then the solution."""
   M = len(preds_MxL)
   segments = list(segments or range(1, M + 1))
-  fig, axes = plt.subplots(1, len(segments) + 1, figsize=(1.9 * (len(segments) + 1), 2.3))
+  fig, axes = _subplots(1, len(segments) + 1, figsize=(1.9 * (len(segments) + 1), 2.3))
   for ax, m in zip(axes, segments):
     wrong = int(((preds_MxL[m - 1] != labels) & (inputs < 2)).sum())
     _sudoku_grid(ax, inputs, labels, preds_MxL[m - 1], f'segment {m}: {wrong} wrong')
@@ -204,13 +210,13 @@ def maze_board(ax, pred: np.ndarray, title: str, outline: Optional[np.ndarray] =
   ax.set_title(title, fontsize=9)
   for c in np.flatnonzero(np.zeros(len(pred), bool) if outline is None else outline):
     r, k = divmod(int(c), size)
-    ax.add_patch(plt.Rectangle((k - 0.5, r - 0.5), 1, 1, fill=False, ec='red', lw=1.5))
+    ax.add_patch(Rectangle((k - 0.5, r - 0.5), 1, 1, fill=False, ec='red', lw=1.5))
 
 
 def maze(path: str, inputs: np.ndarray, labels: np.ndarray, pred: np.ndarray) -> str:
   """A maze: the question, the label path and the predicted path (blue `o` cells; S green,
   G red), with the cells the prediction gets wrong outlined in red."""
-  fig, axes = plt.subplots(1, 3, figsize=(9, 3.2))
+  fig, axes = _subplots(1, 3, figsize=(9, 3.2))
   maze_board(axes[0], inputs, 'maze')
   maze_board(axes[1], labels, 'shortest path')
   maze_board(axes[2], pred, 'prediction', pred != labels)
@@ -223,7 +229,7 @@ def segments_figure(
   """One row of panels: `draw_board(ax, *board)` for each of `boards`, titled `titles[i]` in
   `colours[i]` (what `python -m hrm_jax.solve` shows as text, as a picture)."""
   n = len(boards)
-  fig, axes = plt.subplots(1, n, figsize=(2.2 * n, 2.6), squeeze=False)
+  fig, axes = _subplots(1, n, figsize=(2.2 * n, 2.6), squeeze=False)
   for ax, board, title, colour in zip(axes[0], boards, titles, colours):
     draw_board(ax, *board)
     ax.set_title(title, fontsize=8, color=colour)
@@ -247,7 +253,7 @@ def arc(path: str, inputs: np.ndarray, labels: np.ndarray, pred: np.ndarray) -> 
   """An ARC test pair: input, expected output and prediction grids (cropped from the canvas as
   the ARC evaluator crops them) in the standard ARC palette; the title says if it matches."""
   canvas = math.isqrt(len(inputs))
-  fig, axes = plt.subplots(1, 3, figsize=(9, 3.2))
+  fig, axes = _subplots(1, 3, figsize=(9, 3.2))
   _arc_panel(axes[0], inputs, canvas, 'input')
   want = _arc_panel(axes[1], np.where(labels < 0, 0, labels), canvas, 'output')
   got = _arc_panel(axes[2], pred, canvas, 'prediction')
@@ -271,7 +277,7 @@ def training_curves(path: str, metrics_path: str) -> str:
   """Training curves from a workdir's metrics.jsonl: LM loss, then token / blank / exact
   accuracy, for the train records (interval means) and the eval records."""
   recs = read_metrics(metrics_path)
-  fig, (a, b) = plt.subplots(1, 2, figsize=(10, 3.6))
+  fig, (a, b) = _subplots(1, 2, figsize=(10, 3.6))
   for split, ls in (('train', '-'), ('eval', 'o--')):
     rs = recs.get(split, [])
     if not rs:

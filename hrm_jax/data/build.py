@@ -22,7 +22,6 @@ from collections.abc import Callable, Iterator, Mapping
 from typing import Any, Optional, Union
 
 import numpy as np
-from absl import logging
 
 from hrm_jax.config import ConfigError
 from hrm_jax.data.format import (
@@ -171,12 +170,14 @@ def build_once(
   first, its folder is used."""
   if is_built(out, version_file, version):
     return out
-  logging.info('building dataset %s', out)
+  print(f'data: building {out} (first use; reused after)', flush=True)
+  t0 = time.time()
   try:
     build(out, overwrite=os.path.exists(out))
   except FileExistsError:
     if not is_built(out, version_file, version):
       raise
+  print(f'data: built in {time.time() - t0:.1f} s', flush=True)
   return out
 
 
