@@ -155,14 +155,13 @@ def report(
   metrics: dict[str, float],
   M_max: int,
   evaluator: Optional[Evaluator] = None,
-  sample: Optional[dict] = None,
-  task: str = '',
+  **write_args,
 ) -> None:
   """A training run's evaluation: the `eval step=...` line, then its record and files in
-  `<workdir>/eval/step_<N>/` (see write_eval)."""
+  `<workdir>/eval/step_<N>/` (write_eval, with its `sample` and `task` in `write_args`)."""
   print_eval_line(step, metrics, evaluator)
   files_dir = os.path.join(workdir, 'eval', f'step_{step}')
-  write_eval(writer, files_dir, step, metrics, M_max, evaluator, sample, task)
+  write_eval(writer, files_dir, step, metrics, M_max, evaluator, **write_args)
 
 
 def load_trained(

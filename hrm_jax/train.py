@@ -249,8 +249,8 @@ def _train_and_evaluate(
           eval_metrics,
           cfg.eval.halt_max_steps,
           evaluator,
-          sample,
-          cfg.data.name,
+          sample=sample,
+          task=cfg.data.name,
         )
       if stop:
         done = 'saved' if saved else 'NOT saved (see the warning)'

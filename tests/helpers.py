@@ -315,7 +315,11 @@ def run_in_mount_namespace(script: str, timeout: int = 300):
   from hrm_jax.tools import fault_injection
 
   if not fault_injection.mount_namespace_available():
-    pytest.skip('no private mount namespace here (unshare -rm is not allowed)')
+    pytest.skip(
+      'no private mount namespace here (the kernel forbids `unshare -rm`): a read-only bind or '
+      'a small tmpfs cannot be made without root. Nothing else runs this check; run the test '
+      'on a machine that allows user namespaces (CI and the dev machines do)'
+    )
   return subprocess.run(
     ['unshare', '-rm', 'bash', '-c', script],
     cwd=ROOT,

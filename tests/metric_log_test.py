@@ -41,7 +41,7 @@ def _history(run_dir) -> list[dict]:
 
 
 def test_wandb_offline(tmp_path, monkeypatch):
-  pytest.importorskip('wandb')
+  pytest.importorskip('wandb', reason='the test extra installs wandb; CI runs this test')
   monkeypatch.setenv('WANDB_MODE', 'offline')
   monkeypatch.setenv('WANDB_DIR', str(tmp_path / 'elsewhere'))  # dir= (the workdir) wins
   monkeypatch.setenv('WANDB_SILENT', 'true')
