@@ -14,7 +14,6 @@ import math
 import os
 import sys
 import tempfile
-import time
 from typing import Optional
 
 import jax
@@ -24,7 +23,7 @@ import numpy as np
 from etils import epath
 from jax.experimental import multihost_utils
 
-from hrm_jax import checkpoint, losses, metric_log, sharding, tasks
+from hrm_jax import checkpoint, losses, metric_log, progress, sharding, tasks
 from hrm_jax import config as config_lib
 from hrm_jax import train_step as ts
 from hrm_jax import workdir as workdir_lib
@@ -32,8 +31,6 @@ from hrm_jax.data import build as data_build
 from hrm_jax.data import format as data_format
 from hrm_jax.data import loader
 from hrm_jax.evaluators import Evaluator
-
-PROGRESS_EVERY_S = 10.0  # a long evaluation says how far it is at most this often
 
 
 def make_eval_fn(cfg, graphdef, mesh: sharding.Mesh):
@@ -77,11 +74,9 @@ def run_eval(
   if evaluator is not None:
     evaluator.begin()
   sums, previous = None, None
-  shown = time.time()
+  shown = progress.Progress('evaluating: batch', total, enabled=jax.process_index() == 0)
   for i, batch in enumerate(batches):  # sums stay on device: one host transfer per evaluation
-    if time.time() - shown > PROGRESS_EVERY_S and jax.process_index() == 0:
-      print(f'evaluating: batch {i + 1}/{total}', flush=True)
-      shown = time.time()
+    shown.update(i + 1)
     global_batch = mesh.global_batch(batch)
     metrics, preds, q_halt = eval_fn(params, state.buffers, state.puzzle_emb, global_batch)
     sums = metrics if sums is None else jax.tree.map(jnp.add, sums, metrics)

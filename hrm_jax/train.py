@@ -256,13 +256,14 @@ def _train_and_evaluate(
         done = 'saved' if saved else 'NOT saved (see the warning)'
         print(f'preempted: checkpoint at step {step} {done}; rerun to resume', flush=True)
         break
+    if not eval_metrics and start >= last_step:
+      print(f'already trained to step {start}; evaluating', flush=True)
+      eval_metrics = evaluate.run_eval(cfg, eval_fn, state, test_split, mesh, evaluator)
+      evaluate.report(writer, workdir, start, eval_metrics, cfg.eval.halt_max_steps, evaluator)
   finally:
     profile.stop()  # a run that ends or fails inside the traced steps
     batches.close()  # stops the prefetch thread
     checkpoint.finish(mngr)  # an async save in flight completes before we return or raise
-  if not eval_metrics and start >= last_step:
-    print(f'already trained to step {start}; evaluating', flush=True)
-    eval_metrics = evaluate.run_eval(cfg, eval_fn, state, test_split, mesh, evaluator)
-    evaluate.report(writer, workdir, start, eval_metrics, cfg.eval.halt_max_steps, evaluator)
-  writer.close()
+    # Also when the run fails: an open TensorBoard writer's atexit flush would print tracebacks.
+    writer.close()
   return eval_metrics

@@ -124,3 +124,28 @@ def test_a_bucket_workdir_trains_is_killed_resumes_exactly_evaluates_and_is_anal
   assert r.returncode == 0, r.stdout + r.stderr
   assert (epath.Path(out) / 'training_curves.png').read_bytes()[:8] == b'\x89PNG\r\n\x1a\n'
   assert (epath.Path(out) / 'analysis.json').exists()
+
+
+def test_the_bucket_lock_is_create_only_when_two_runs_race(gcs, monkeypatch):
+  """Two runs that both saw no lock (the race the existence check cannot close): the second
+  create-only write is refused by the server (ifGenerationMatch=0) and raises FileExistsError,
+  and the first run's lock text is not overwritten."""
+  from etils import epath
+
+  from hrm_jax import workdir as workdir_lib
+
+  path = f'gs://{BUCKET}/race/run.lock'
+  workdir_lib._create_exclusive(path, 'first')
+  calls = []
+  cls = type(epath.Path(path))  # the bucket's Path class, which defines its own exists
+  real_exists = cls.exists
+
+  def exists(self):  # the second run's first check ran before the first run's write landed
+    calls.append(self)
+    return len(calls) > 1 and real_exists(self)
+
+  monkeypatch.setattr(cls, 'exists', exists)
+  with pytest.raises(FileExistsError):
+    workdir_lib._create_exclusive(path, 'second')
+  monkeypatch.undo()
+  assert epath.Path(path).read_text() == 'first'

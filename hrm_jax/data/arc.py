@@ -40,6 +40,7 @@ from typing import Any, Optional
 import numpy as np
 from absl import logging
 
+from hrm_jax import progress
 from hrm_jax.config import ConfigError
 from hrm_jax.data import build as build_lib
 from hrm_jax.data import grids
@@ -494,7 +495,9 @@ def build(
   short = [task_id for _, task_id, _, variants in plan if len(variants) < 1 + num_aug]
   with atomic_dataset_dir(out_dir, overwrite=overwrite) as tmp:
     writers = {s: _SplitWriter(os.path.join(tmp, s), n, canvas * canvas) for s, n in counts.items()}
-    for name, task_id, task, variants in plan:
+    shown = progress.Progress('data: tasks written', len(plan))
+    for done, (name, task_id, task, variants) in enumerate(plan):
+      shown.update(done)
       if name in test_subsets:
         test_puzzles[task_id] = task
       pairs_by_split = split_pairs(name, task)

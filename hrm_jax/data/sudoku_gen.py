@@ -22,6 +22,8 @@ from typing import Any, Optional
 
 import numpy as np
 
+from hrm_jax import progress
+
 MAX_BLANKS = 64  # 81 - 17: no Sudoku with fewer than 17 clues has a unique solution
 
 # ---------------------------------------------------------------------------------------------
@@ -293,7 +295,10 @@ def generate_puzzles(
   if workers > 1:
     parts = _run_in_subprocesses(jobs, workers)
   else:
-    parts = [_generate_chunk(job) for job in jobs]
+    shown, parts = progress.Progress('data: puzzles generated', n), []
+    for job in jobs:
+      shown.update(64 * len(parts))
+      parts.append(_generate_chunk(job))
   if not parts:
     return np.zeros((0, 81), np.int8), np.zeros((0, 81), np.int8), np.zeros(0, np.int64)
   return tuple(np.concatenate(p) for p in zip(*parts))
