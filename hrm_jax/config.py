@@ -373,6 +373,11 @@ RESUMABLE_FIELDS = (
   'log.',
   'data.path',
   'data.csv_dir',
+  # The same data either way: format=tfds reads the TFDS dataset whose fields are the run's
+  # (hrm_jax/data/tfds/configs.py checks); also absent from runs saved before them.
+  'data.format',
+  'data.tfds_name',
+  'data.tfds_data_dir',
 )
 
 

@@ -223,7 +223,7 @@ def evaluate_checkpoint(
   mesh = sharding.Mesh(shard_puzzle_emb=cfg.mesh.shard_puzzle_emb)
   cfg, graphdef, state, step, meta = load_trained(cfg, workdir, mesh)
   data_dir = data_build.localize(eval_data) if eval_data else tasks.prepare_data(cfg, workdir)
-  test_split = data_format.load_split(data_dir, 'test', mmap=True)
+  test_split = tasks.load_split(data_dir, 'test')
   check_eval_data(data_dir, test_split.metadata, meta)
   evaluator = tasks.get(cfg.data.name).evaluator(cfg, data_dir)
   eval_fn = make_eval_fn(cfg, graphdef, mesh)

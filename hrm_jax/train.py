@@ -145,8 +145,8 @@ def _train_and_evaluate(
   workdir_lib.check_config(cfg, workdir)
   data_dir = tasks.prepare_data(cfg, workdir)
   # Memory-mapped: ARC with 1000 augmentations is ~4M examples, several GB as int32.
-  train_split = data_format.load_split(data_dir, 'train', mmap=True)
-  test_split = data_format.load_split(data_dir, 'test', mmap=True)
+  train_split = tasks.load_split(data_dir, 'train')
+  test_split = tasks.load_split(data_dir, 'test')
   evaluator = tasks.get(cfg.data.name).evaluator(cfg, data_dir)
   meta = train_split.metadata
   # Before anything compiles: an evaluation that cannot run would fail after training.

@@ -88,7 +88,7 @@ def eval_batches(
   labels all ignored (`analysis.valid_rows` drops them), so every batch has the same shape."""
   if data_dir is None:
     data_dir = tasks.prepare_data(loaded.cfg, loaded.workdir)
-  split = data_format.load_split(data_dir, 'test', mmap=True)
+  split = tasks.load_split(data_dir, 'test')
   batch_size = batch_size or loaded.cfg.eval.batch_size
   if num_examples:
     batch_size = min(batch_size, num_examples)

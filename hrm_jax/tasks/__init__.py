@@ -51,12 +51,33 @@ def prepare_data(cfg: Any, workdir: str) -> str:
   """Resolves `cfg.data` to a dataset folder in the reference format, building it if needed.
 
   `data.path` set: that folder (validated by the loads that follow), whatever the task.
+  `data.format=tfds`: the view of its TFDS dataset, built through TFDS on first use
+  (`hrm_jax/data/tfds/reader.py`); read it with `load_split`.
   """
+  from hrm_jax.data.tfds import reader
+
+  fmt = reader.check_format(cfg.data)
   if cfg.data.get('path'):
     from hrm_jax.data import build
 
     return build.localize(cfg.data.path)  # a bucket folder: its local copy
+  if fmt == 'tfds':
+    return reader.prepare(cfg.data, workdir)
   return get(cfg.data.name).prepare(cfg.data, workdir)
+
+
+def load_split(data_dir: str, split: str) -> Any:
+  """The `format.Split` `split` of what `prepare_data` returned: a folder in the reference
+  format memory-mapped, or a TFDS view read from its data source (`data.tfds.reader`)."""
+  from hrm_jax.data import tfds as data_tfds
+
+  if data_tfds.is_view(data_dir):
+    from hrm_jax.data.tfds import reader
+
+    return reader.load_split(data_dir, split)
+  from hrm_jax.data import format as data_format
+
+  return data_format.load_split(data_dir, split, mmap=True)
 
 
 def shapes(data_cfg: Any) -> tuple[int, int, int]:

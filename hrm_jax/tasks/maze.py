@@ -19,6 +19,11 @@ def data_config() -> dict:
   return dict(
     name='maze',
     path='',  # an existing dataset folder; overrides everything below
+    # 'npy' (the reference format) | 'tfds': read the TFDS dataset tfds_name ('': the one whose
+    # fields equal these), built on first use into tfds_data_dir ('': <workdir>/tfds).
+    format='npy',
+    tfds_name='',
+    tfds_data_dir='',
     source='csv',  # csv (published mazes, local or downloaded) | generate (offline)
     csv_dir='',  # folder with train.csv/test.csv; empty: download hf_repo
     hf_repo=data.HF_REPO,

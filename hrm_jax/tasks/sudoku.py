@@ -21,6 +21,11 @@ def data_config() -> dict:
   return dict(
     name='sudoku',
     path='',  # an existing dataset folder; overrides everything below
+    # 'npy' (the reference format) | 'tfds': read the TFDS dataset tfds_name ('': the one whose
+    # fields equal these), built on first use into tfds_data_dir ('': <workdir>/tfds).
+    format='npy',
+    tfds_name='',
+    tfds_data_dir='',
     source='generate',  # generate (offline) | csv (published puzzles, local or downloaded)
     csv_dir='',  # folder with train.csv/test.csv; empty: download hf_repo
     hf_repo=data.HF_REPO,
