@@ -1,5 +1,7 @@
 """The benchmark's output contract (`name: value` lines); its figures go in the README."""
 
+import importlib.util
+import json
 import os
 import re
 import subprocess
@@ -10,6 +12,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from hrm_jax.tools import gemm_peak
 from tests import helpers
 
 
@@ -53,16 +56,41 @@ def test_timing_lines_for_a_tiny_model():
     'model_gflops_per_s',
     'peak_gflops_per_s',
     'utilisation',
+    'xla_peak_gflops_per_s',
+    'xla_utilisation',
     'peak_rss_mb',
   ):
     assert float(out[key]) > 0, key
   assert int(out['batch']) == 4 and out['dtype'] == 'float32'
   assert 'mfu' not in out  # only on accelerators with a known peak
-  np.testing.assert_allclose(
-    float(out['model_gflops_per_s']) / float(out['peak_gflops_per_s']),
-    float(out['utilisation']),
-    rtol=0.02,
+  # The machine is named, and utilisation is against its fastest GEMM, which may be XLA's.
+  assert out['cpu'] == gemm_peak.cpu_info()['model'] and 'cpu_isa' in out
+  assert float(out['peak_gflops_per_s']) >= float(out['xla_peak_gflops_per_s'])
+  assert out['peak_gemm'].startswith(('jax ', 'numpy ', 'torch ')), out['peak_gemm']
+  for peak, utilisation in (('peak', 'utilisation'), ('xla_peak', 'xla_utilisation')):
+    np.testing.assert_allclose(
+      float(out['model_gflops_per_s']) / float(out[f'{peak}_gflops_per_s']),
+      float(out[utilisation]),
+      rtol=0.02,  # each figure is printed rounded to 3 significant digits or more
+    )
+
+
+def test_gemm_peak_times_every_installed_library_and_refuses_bad_shapes():
+  r = subprocess.run(
+    [sys.executable, '-m', 'hrm_jax.tools.gemm_peak', '--shapes=256x128x64', '--reps=1'],
+    cwd=helpers.ROOT,
+    capture_output=True,
+    text=True,
+    timeout=120,
   )
+  assert r.returncode == 0, r.stderr
+  result = json.loads(r.stdout)
+  assert result['cpu'] == gemm_peak.cpu_info()
+  libs = ['jax', 'numpy'] + (['torch'] if importlib.util.find_spec('torch') else [])
+  assert sorted(name.split()[0] for name in result['gflops']) == libs
+  assert all(v['256x128x64'] > 0 for v in result['gflops'].values())
+  with pytest.raises(ValueError, match="'64x32' is not MxKxN"):
+    gemm_peak.parse_shape('64x32')
 
 
 def test_jaxpr_flops_counts_matmuls_through_scans_and_gradients():
@@ -113,3 +141,30 @@ def test_accelerator_suite_at_toy_size():
   first, last = map(float, re.findall(r'lm_loss ([\d.]+) \(step \d+\) -> ([\d.]+)', result)[0])
   assert status == 'ok' and last < first, result
   assert len(table) == 5
+
+
+def test_side_by_side_alternates_the_codebases_and_keeps_each_best(monkeypatch):
+  from hrm_jax.tools import side_by_side
+
+  calls = []
+  times = iter([900.0, 2000.0, 800.0, 2100.0])  # jax, eager, jax, eager
+
+  def fake_bench(args):
+    calls.append(args[0])
+    return dict(step_ms=str(next(times)), examples_per_s='1', utilisation='0.5', peak_rss_mb='9')
+
+  monkeypatch.setattr(side_by_side, 'run_bench', fake_bench)
+  (row,) = side_by_side.parse_rows('trm_mlp:sudoku:32')
+  m = side_by_side.measure(row, dict(trm_repo='/ref'), steps=2, compile_=False, repeats=2)
+  assert calls == ['hrm_jax.bench', 'hrm_jax.tools.torch_bench'] * 2
+  assert (m['jax']['step_ms'], m['eager']['step_ms']) == ('800.0', '2000.0')
+  line = side_by_side.table_row(row, m)
+  assert line == '| TRM-MLP | Sudoku | 32 | 800 | 1.00 | 0.5 | 9 | 2,000 | 9 | 2.50× |'
+  assert line.count('|') == side_by_side.header(False).splitlines()[0].count('|')
+  cmds = side_by_side.commands(row, dict(trm_repo='/ref'), 2, compile_=True)
+  assert cmds['compiled'][-1] == '--compile' and '--model=trm_mlp' in cmds['eager']
+  for bad in ('trm_mlp:maze:8', 'hrm:sudoku', 'hrm:sudoku:x', ''):
+    with pytest.raises(ValueError, match='--rows'):
+      side_by_side.parse_rows(bad)
+  with pytest.raises(ValueError, match='needs --hrm_repo'):
+    side_by_side.commands(side_by_side.Row('hrm', 'maze', 8), {}, 2, False)

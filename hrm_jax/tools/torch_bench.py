@@ -42,7 +42,7 @@ from typing import Any
 import numpy as np
 
 from hrm_jax import tasks
-from hrm_jax.tools import torch_parity
+from hrm_jax.tools import gemm_peak, torch_parity
 
 LOSS_FUNCTIONS = {'stablemax': 'stablemax_cross_entropy', 'softmax': 'softmax_cross_entropy'}
 
@@ -185,6 +185,7 @@ def run(cfg, repo: str, model_name: str, flags_: Any) -> dict[str, Any]:
   fwd, bwd, opt = (float(np.mean(x)) for x in zip(*times))
   step_s = fwd + bwd + opt
   out = dict(
+    torch=gemm_peak.library_name('torch'),
     model=model_name,
     task=cfg.data.name,
     batch=B,
