@@ -46,8 +46,10 @@ def test_timing_lines_for_a_tiny_model():
     '--batch=4',
     '--dtype=float32',
     '--steps=1',
+    '--op_profile',
   )
   for key in (
+    'op_ms_matmul',
     'params',
     'step_ms',
     'steps_per_s',
@@ -67,12 +69,22 @@ def test_timing_lines_for_a_tiny_model():
   assert out['cpu'] == gemm_peak.cpu_info()['model'] and 'cpu_isa' in out
   assert float(out['peak_gflops_per_s']) >= float(out['xla_peak_gflops_per_s'])
   assert out['peak_gemm'].startswith(('jax ', 'numpy ', 'torch ')), out['peak_gemm']
+  # The profile's kinds of operation share the operations' time; the cores idle the rest.
+  shares = [float(out[f'op_share_{k}']) for k in ('matmul', 'layout', 'other')]
+  assert abs(sum(shares) - 1) < 0.01 and 0 <= float(out['idle_share']) < 1, out
   for peak, utilisation in (('peak', 'utilisation'), ('xla_peak', 'xla_utilisation')):
     np.testing.assert_allclose(
       float(out['model_gflops_per_s']) / float(out[f'{peak}_gflops_per_s']),
       float(out[utilisation]),
       rtol=0.02,  # each figure is printed rounded to 3 significant digits or more
     )
+
+
+def test_op_kinds_of_xla_cpu_operation_names():
+  from hrm_jax.tools import bench
+
+  names = ('ynn_fusion.16', 'dot.3', 'transpose_copy_fusion.2', 'subtract_add_fusion.34')
+  assert [bench.op_kind(n) for n in names] == ['matmul', 'matmul', 'layout', 'other']
 
 
 def test_gemm_peak_times_every_installed_library_and_refuses_bad_shapes():

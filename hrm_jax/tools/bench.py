@@ -14,6 +14,7 @@ for a GPU or TPU instead (`hrm_jax/tools/accelerator_suite.py`).
 """
 
 import math
+import os
 import resource
 import sys
 import time
@@ -47,6 +48,12 @@ def define_flags() -> None:
   flags.DEFINE_integer('batch', None, 'Global batch (sets config.train.global_batch_size).')
   flags.DEFINE_enum(
     'dtype', None, ['float32', 'bfloat16'], 'Compute dtype (sets config.model.compute_dtype).'
+  )
+  flags.DEFINE_bool(
+    'op_profile',
+    False,
+    'Also trace the timed steps with the JAX profiler and print where their time goes, by '
+    'kind of XLA operation (op_ms_*, op_share_*) and the share of the cores left idle.',
   )
   flags.DEFINE_enum(
     'suite',
@@ -147,6 +154,59 @@ def jaxpr_flops(jaxpr) -> float:
   return total
 
 
+# XLA:CPU operation names (the thunks' TraceMe names, `<kind>_fusion.N`, `dot.N`) -> kind.
+def op_kind(name: str) -> str:
+  """The kind of one XLA:CPU operation, from its name: 'matmul' (a dot, also inside a YNNPACK /
+  XNNPACK / oneDNN fusion), 'layout' (copies and transposes), 'other' (elementwise work,
+  reductions and the rest, mostly loop fusions)."""
+  base = name.split('.')[0]
+  if base.startswith(('ynn_', 'xnn_', 'onednn', 'dot', '__onednn', 'custom-call')):
+    return 'matmul'
+  if 'transpose' in base or 'copy' in base:
+    return 'layout'
+  return 'other'
+
+
+# Events that only wait for or contain others (a scan's `while` holds its body's operations),
+# not work of their own.
+_CONTAINER_EVENTS = ('ThunkExecutor', 'SlinkyThreadPool', 'Eigen', 'PjRt', 'while', 'conditional')
+_KINDS = ('matmul', 'layout', 'other')
+
+
+def op_profile(run_steps, steps: int, threads: int) -> dict[str, float]:
+  """Where the time of `steps` calls of `run_steps()` (which runs and waits for them) goes:
+  {'op_ms_<kind>': ms per step summed over XLA's worker threads, 'op_share_<kind>': share of
+  the operations' time, 'idle_share': the share of `threads` × wall time no operation ran}, from
+  a JAX profiler trace (XLA:CPU records each operation with --xla_cpu_enable_xprof_traceme,
+  which `main` sets). The operations are the thunks of the compiled step: fusions named after
+  their root, dots (YNNPACK's fusions), copies; kinds as `op_kind`."""
+  import collections
+  import glob
+  import tempfile
+
+  with tempfile.TemporaryDirectory() as d:
+    jax.profiler.start_trace(d)
+    t0 = time.perf_counter()
+    run_steps()
+    wall = time.perf_counter() - t0
+    jax.profiler.stop_trace()
+    (path,) = glob.glob(f'{d}/**/*.xplane.pb', recursive=True)
+    data = jax.profiler.ProfileData.from_file(path)
+  ns = collections.Counter()
+  for plane in data.planes:
+    for line in plane.lines:
+      if not line.name.startswith('tf_XLA'):  # XLA's threads, not Python's
+        continue
+      for ev in line.events:
+        if not ev.name.startswith(_CONTAINER_EVENTS):
+          ns[op_kind(ev.name)] += ev.duration_ns
+  total = sum(ns.values()) or 1
+  out = {f'op_ms_{k}': ns[k] / 1e6 / steps for k in _KINDS}
+  out.update({f'op_share_{k}': ns[k] / total for k in _KINDS})
+  out['idle_share'] = max(0.0, 1.0 - total / 1e9 / (wall * threads))
+  return out
+
+
 def peak_matmul_gflops(dtype=jnp.float32, n: Optional[int] = None, reps: int = 5) -> float:
   """This machine's matmul peak as JAX reaches it: GFLOP/s of one jitted n×n @ n×n product
   (n = 2048 on CPU, 8192 on accelerators), the best of `reps` timed runs after a warm-up."""
@@ -210,6 +270,10 @@ def main(argv):
       cli_lib.error(e)
     rows = accelerator_suite.run(presets=presets)
     sys.exit(1 if any(r.status == 'FAIL' for r in rows) else 0)
+  if FLAGS.op_profile:  # before the backend starts: XLA reads its flags once
+    os.environ['XLA_FLAGS'] = (
+      os.environ.get('XLA_FLAGS', '') + ' --xla_cpu_enable_xprof_traceme=true'
+    ).strip()
   cfg = FLAGS.config
   if cfg is None:
     cli_lib.error('--config is required (or --suite=accelerator)')
@@ -237,7 +301,7 @@ def main(argv):
   cost = compiled.cost_analysis()
   cost = cost[0] if isinstance(cost, (list, tuple)) else cost
   batches = [example] + [random_batch(rng, B, *shapes) for _ in range(FLAGS.steps)]
-  dt, _, _ = timed_steps(compiled, state, carry, batches)
+  dt, state, carry = timed_steps(compiled, state, carry, batches)
   model_gflops = flops / dt / 1e9
   xla_peak = max(peak_before, peak_matmul_gflops())
   # The machine's limit is the fastest GEMM on it, which need not be XLA's (MKL on Intel).
@@ -267,6 +331,16 @@ def main(argv):
   if jax.default_backend() != 'cpu' and device_peak:
     print(f'mfu: {model_gflops / (device_peak * 1e3):.3f}')  # the step runs on one device
   print(f'peak_rss_mb: {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f}')
+  if FLAGS.op_profile and jax.default_backend() == 'cpu':
+    held = [state, carry]  # the step donates them: each call's outputs feed the next
+
+    def run_steps():
+      for batch in batches[:2]:
+        held[0], held[1], metrics = compiled(held[0], held[1], batch)
+      jax.block_until_ready(metrics)
+
+    for k, v in op_profile(run_steps, 2, gemm_peak.cpu_info()['cores']).items():
+      print(f'{k}: {v:.3f}' if 'share' in k else f'{k}: {v:.1f}')
   if FLAGS.memory_sweep:
     for N, T in SWEEP:
       c = ml_collections.ConfigDict(cfg.to_dict())
