@@ -290,16 +290,18 @@ class Preemption:
     self.simulate_at = simulate_at  # a drill: as if a notice arrived at this step
     self.training = False  # set when the loop starts: from then on, checkpoint at a step
     self._previous: dict = {}
+    self._announced = False
 
   def _handle(self, signum, frame):
     del frame
     if self.signal is not None and signum == signal.SIGINT:
       raise KeyboardInterrupt  # a second Ctrl-C: stop now
     self.signal = signum
-    name = signal.Signals(signum).name
     if not self.training:
-      raise Preempted(name)
-    print(f'received {name}: checkpointing at the next step', flush=True)
+      raise Preempted(signal.Signals(signum).name)
+    # No print here: a signal that lands while the loop itself writes to stdout would make the
+    # handler's write a reentrant call on the same buffered stream (RuntimeError). `requested`
+    # says it, from the loop.
 
   def __enter__(self) -> 'Preemption':
     if jax.process_count() == 1:
@@ -320,4 +322,10 @@ class Preemption:
         return multihost_utils.reached_preemption_sync_point(step)
       except RuntimeError:  # jax_enable_preemption_service off: no notices to act on
         return False
-    return self.signal is not None
+    if self.signal is None:
+      return False
+    if not self._announced:
+      self._announced = True
+      name = signal.Signals(self.signal).name
+      print(f'received {name}: checkpointing at step {step}', flush=True)
+    return True

@@ -444,3 +444,16 @@ def test_a_read_only_workdir_is_evaluated_and_training_refused_in_one_line(
     'its checkpoints and metrics there (--mode=eval can evaluate a read-only workdir)'
   )
   assert sorted(os.listdir(workdir)) == before  # nothing was written
+
+
+def test_a_signal_while_training_is_announced_by_the_loop_not_the_handler(capsys):
+  # The handler runs between any two bytecodes of the main thread, also inside a print to
+  # stdout: printing from it can raise "reentrant call" on the stream. It only records the
+  # signal; the loop's `requested` says so once, naming the step it checkpoints.
+  with checkpoint.Preemption() as preemption:
+    preemption.training = True
+    assert not preemption.requested(3)
+    os.kill(os.getpid(), signal.SIGTERM)
+    assert capsys.readouterr().out == ''
+    assert preemption.requested(4) and preemption.requested(5)
+  assert capsys.readouterr().out == 'received SIGTERM: checkpointing at step 4\n'

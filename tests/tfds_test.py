@@ -94,15 +94,23 @@ def _config(builder: str, sources: dict) -> common.Config:
 
 @pytest.fixture(scope='module')
 def built(sources, tmp_path_factory):
-  """{builder: (TFDS data_dir, the .npy folder of the same fields)}, each built once."""
+  """{builder: (TFDS data_dir, the .npy folder of the same fields)}, each built once.
+
+  Every split is spilled through TFDS's on-disk shuffle buckets, as a split over TFDS's 1 GB
+  buffer is (ARC's recipe): without TensorFlow they need `common.spill_without_tensorflow`."""
+  from tensorflow_datasets.core import shuffle
+
   out = {}
   for name, cls in builders.BUILDERS.items():
     data_dir = str(tmp_path_factory.mktemp(f'tfds_{name}'))
     builder = cls(config=_config(name, sources), data_dir=data_dir)
     manual = sources['maze'] if name == 'maze_hard' else None
-    builder.download_and_prepare(
-      file_format='array_record', download_config=tfds.download.DownloadConfig(manual_dir=manual)
-    )
+    with pytest.MonkeyPatch.context() as patch:
+      patch.setattr(shuffle, 'MAX_MEM_BUFFER_SIZE', 0)
+      builder.download_and_prepare(
+        file_format='array_record',
+        download_config=tfds.download.DownloadConfig(manual_dir=manual),
+      )
     fields = builder.data_fields()
     if name == 'sudoku_extreme':
       fields['csv_dir'] = sources['sudoku']

@@ -136,6 +136,10 @@ def _output(log_path: str, offset: int) -> str:
     return f.read()
 
 
+def _tail(log_path: str, lines: int = 30) -> str:
+  return '\n'.join(_output(log_path, 0).splitlines()[-lines:])
+
+
 def _wait_for(proc: subprocess.Popen, log_path: str, offset: int, text: str, deadline: float):
   """Waits until the run prints `text` after `offset` of its log; False if it ended first."""
   while time.time() < deadline:
@@ -288,7 +292,7 @@ def main(argv):
   _wait_for_training(proc, log, 0, deadline)
   t_train = time.time()
   if proc.wait(timeout=max(1, deadline - time.time())) != 0:
-    sys.exit(f'the clean run failed; see {log}')
+    sys.exit(f'the clean run failed; see {log}:\n{_tail(log)}')
   train_s = time.time() - t_train
 
   kills, resumes, lost, during_save = 0, 0, 0, 0
@@ -386,16 +390,18 @@ def main(argv):
     lost += max(0, done[-2] - _resumed(out))  # the step before the damaged one is the last usable
     if 'full_disk' in wanted and alive('full_disk'):
       _signal(proc, signal.SIGSTOP, signal.SIGTERM, signal.SIGCONT)
-      proc.wait(timeout=max(1, deadline - time.time()))
-  if 'full_disk' in wanted and stopped and proc.poll() is not None:
+      if proc.wait(timeout=max(1, deadline - time.time())) != 0:
+        results['full_disk'] = f'FAILED: SIGTERM before it: exit {proc.returncode}, see {log}'
+  if 'full_disk' in wanted and stopped and proc.poll() is not None and 'full_disk' not in results:
     results['full_disk'], fault_lost = _full_disk(faulty, root, steps, deadline)
     lost += fault_lost
   final = None  # the rest of the run, when the faults left it stopped
   if proc.poll() is not None and not results.get('full_disk', '').startswith('ok'):
     final = os.path.getsize(log), committed_steps(faulty)
     proc = _start(faulty, steps, log)
-  if proc.wait(timeout=max(1, deadline - time.time())) != 0:
-    sys.exit(f'the faulty run failed after {kills} kills; see {log}')
+  rc = proc.wait(timeout=max(1, deadline - time.time()))
+  if rc != 0:  # its last lines name the cause where the log is out of reach (CI)
+    sys.exit(f'the faulty run failed (exit {rc}) after {kills} kills; see {log}:\n{_tail(log)}')
   if final is not None and final[1]:
     lost += max(0, final[1][-1] - _resumed(_output(log, final[0])))
 

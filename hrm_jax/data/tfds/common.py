@@ -26,16 +26,20 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import importlib.util
 import json
 import os
+import resource
 import shutil
 import tempfile
+import types
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any, Optional
 
 import ml_collections
 import numpy as np
 import tensorflow_datasets as tfds
+from etils import epath
 
 from hrm_jax import tasks
 from hrm_jax.data import format as data_format
@@ -58,6 +62,42 @@ HRM_CITATION = """@article{wang2025hrm,
 }"""
 _BUCKETS = 1000  # tfds.core.shuffle.BUCKETS_NUMBER
 _KEY_SPACE = 1 << 128  # tfds.core.shuffle: keys index a 128-bit space
+
+
+class _NeverRaised(Exception):
+  """Stands for tf.errors.ResourceExhaustedError, which nothing raises without TensorFlow."""
+
+
+def spill_without_tensorflow() -> bool:
+  """Lets TFDS's writer spill a split larger than its 1 GB in-memory buffer without TensorFlow.
+
+  tfds 4.9.10's shuffler (``tfds.core.shuffle``) writes such a split to 1000 temporary bucket
+  files through ``tf.io.gfile`` alone, so without TensorFlow a large build (ARC's recipe: ~7 GB)
+  dies with ``No module named 'tensorflow'`` after the whole `.npy` build. Where TensorFlow is
+  missing, the module's ``tf`` is replaced by the three ``tf.io.gfile`` calls it makes, on
+  ``etils.epath`` (which TFDS uses elsewhere), and the open-files limit is raised for the 1000
+  buckets (TFDS does this on TensorFlow's "Too many open files" error). Returns whether it
+  replaced anything; with TensorFlow installed TFDS is left as it is.
+  """
+  from tensorflow_datasets.core import shuffle
+
+  if importlib.util.find_spec('tensorflow') is not None:
+    return False
+  gfile = types.SimpleNamespace(
+    GFile=lambda path, mode='r': epath.Path(path).open(mode),
+    exists=lambda path: epath.Path(path).exists(),
+    remove=lambda path: epath.Path(path).unlink(),
+  )
+  shuffle.tf = types.SimpleNamespace(
+    io=types.SimpleNamespace(gfile=gfile),
+    errors=types.SimpleNamespace(ResourceExhaustedError=_NeverRaised),
+  )
+  soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+  want = shuffle.BUCKETS_NUMBER + 256
+  if soft != resource.RLIM_INFINITY and soft < want:
+    top = want if hard == resource.RLIM_INFINITY else min(want, hard)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (top, hard))
+  return True
 
 
 def hf_url(repo: str, filename: str) -> str:
@@ -227,6 +267,7 @@ class HrmBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
     )
 
   def _split_generators(self, dl_manager: Any) -> dict[str, Iterator]:
+    spill_without_tensorflow()  # before any split is written (a large one spills to disk)
     fields = self.data_fields()
     for field, files in self._downloads(fields).items():
       files = {name: self.builder_config.urls.get(name, url) for name, url in files.items()}
