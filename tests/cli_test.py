@@ -1,6 +1,7 @@
 """Entry points: every documented command answers --help, importing them defines no flags, and
 flag errors become one `error:` line read from the exception chain (hrm_jax.cli)."""
 
+import glob
 import importlib
 import os
 import re
@@ -28,7 +29,19 @@ COMMANDS = {
   'hrm_jax.tools.torch_bench': 'threads',
   'hrm_jax.tools.fault_injection': 'kills',
   'hrm_jax.tools.ablate': 'minutes',
+  'hrm_jax.tools.gemm_peak': 'shapes',
+  'hrm_jax.tools.side_by_side': 'hrm_repo',
+  'hrm_jax.data.tfds': 'manual_dir',
 }
+
+
+def test_the_docs_name_no_command_outside_this_list():
+  docs = [helpers.ROOT + '/README.md', *glob.glob(helpers.ROOT + '/docs/*.md')]
+  named = set()
+  for path in docs:
+    with open(path) as f:
+      named |= set(re.findall(r'python -m ((?:hrm_jax)(?:\.\w+)*)', f.read()))
+  assert named and named <= set(COMMANDS), sorted(named - set(COMMANDS))
 
 
 def test_every_documented_command_answers_help():
