@@ -89,6 +89,20 @@ class Writer:
       self.path.write_text(''.join(kept))
     self.lines = kept
 
+  def has(self, step: int, split: str) -> bool:
+    """Whether metrics.jsonl holds a `split` record at `step` (False off process 0)."""
+    if not self.active:
+      return False
+    # A local file is appended to without keeping `lines`; a bucket object's are kept current.
+    for line in self._read() if self.append or self.lines is None else self.lines:
+      try:
+        r = json.loads(line)
+      except ValueError:
+        continue  # a line cut short by a kill mid-write
+      if isinstance(r, dict) and r.get('step') == step and r.get('split') == split:
+        return True
+    return False
+
   def write(self, record: dict) -> None:
     """One record {'step', 'split', metric: value, ...}: a JSON line, and `split/metric` scalars."""
     if not self.active:

@@ -259,7 +259,10 @@ def _train_and_evaluate(
     if not eval_metrics and start >= last_step:
       print(f'already trained to step {start}; evaluating', flush=True)
       eval_metrics = evaluate.run_eval(cfg, eval_fn, state, test_split, mesh, evaluator)
-      evaluate.report(writer, workdir, start, eval_metrics, cfg.eval.halt_max_steps, evaluator)
+      if writer.has(start, 'eval'):  # rerun of a finished run: the log already holds this one
+        evaluate.print_eval_line(start, eval_metrics, evaluator)
+      else:  # e.g. the evaluation after the last checkpoint failed or was killed
+        evaluate.report(writer, workdir, start, eval_metrics, cfg.eval.halt_max_steps, evaluator)
   finally:
     profile.stop()  # a run that ends or fails inside the traced steps
     batches.close()  # stops the prefetch thread

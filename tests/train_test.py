@@ -2,6 +2,7 @@
 
 import json
 import os
+import shutil
 
 import chex
 import jax
@@ -109,12 +110,30 @@ def test_checkpoint_restores_and_eval_mode_reproduces(tiny_run, capsys):
   assert int(restored['carry'].steps.max()) >= 1
 
 
-def test_rerun_resumes_instead_of_retraining(tiny_run, capsys):
+def test_rerun_resumes_instead_of_retraining(tiny_run, tmp_path, capsys):
   cfg, workdir, _ = tiny_run
+  workdir = str(shutil.copytree(workdir, tmp_path / 'run'))  # the shared run stays as it was
+  log = os.path.join(workdir, 'metrics.jsonl')
+  with open(log) as f:
+    records = f.read()
   train.train_and_evaluate(cfg, workdir)
   out = capsys.readouterr().out
   assert f'resumed from step {cfg.train.steps}' in out
   assert 'train step=' not in out
+  assert f'eval step={cfg.train.steps} exact_accuracy=' in out
+  # The finished run's log is left as it was: not a second record of the same evaluation.
+  with open(log) as f:
+    assert f.read() == records
+  # Without its final evaluation's record (that evaluation failed or was killed), a rerun
+  # writes it, once.
+  lines = records.splitlines(keepends=True)
+  final = [i for i, line in enumerate(lines) if json.loads(line)['split'] == 'eval'][-1]
+  with open(log, 'w') as f:
+    f.write(''.join(lines[:final] + lines[final + 1 :]))
+  train.train_and_evaluate(cfg, workdir)
+  evals = helpers.records(workdir, 'eval')
+  assert [r['step'] for r in evals] == [cfg.train.eval_every, cfg.train.steps]
+  assert evals[-1] == json.loads(lines[final])
 
 
 def test_eval_with_raised_M_max_on_another_folder(tiny_run):
