@@ -44,23 +44,58 @@ def test_the_docs_name_no_command_outside_this_list():
   assert named and named <= set(COMMANDS), sorted(named - set(COMMANDS))
 
 
+# Runs `python -m NAME --helpfull` for every NAME in argv, each in a process forked from one
+# that has imported them all: a fresh interpreter per command would spend most of the test
+# importing JAX 16 times. Each child runs the module as __main__ (runpy, as `python -m` does)
+# with its own stdout; prints {name: [exit code, output]} as JSON.
+_HELP_ALL = """
+import contextlib, importlib, io, json, os, runpy, sys
+for name in sys.argv[1:]:
+  importlib.import_module(name)
+result = {}
+for name in sys.argv[1:]:
+  r, w = os.pipe()
+  pid = os.fork()
+  if pid == 0:
+    os.close(r)
+    code, out = 0, io.StringIO()
+    sys.argv = [name, '--helpfull']
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(out):
+      try:
+        runpy.run_module(name, run_name='__main__', alter_sys=True)
+      except SystemExit as e:
+        code = e.code if isinstance(e.code, int) else 1
+      except BaseException:
+        import traceback
+        traceback.print_exc()
+        code = 99
+    os.write(w, json.dumps([code, out.getvalue()]).encode())
+    os._exit(0)
+  os.close(w)
+  with os.fdopen(r) as f:
+    result[name] = json.loads(f.read())
+  os.waitpid(pid, 0)
+print(json.dumps(result))
+"""
+
+
 def test_every_documented_command_answers_help():
-  # All at once: each subprocess spends its seconds importing JAX.
-  procs = {
-    name: subprocess.Popen(
-      [sys.executable, '-m', name, '--helpfull'],
-      cwd=helpers.ROOT,
-      env=helpers.main_env(),
-      stdout=subprocess.PIPE,
-      stderr=subprocess.STDOUT,
-      text=True,
-    )
-    for name in COMMANDS
-  }
-  for name, proc in procs.items():
-    out, _ = proc.communicate(timeout=300)
+  import json
+
+  r = subprocess.run(
+    [sys.executable, '-c', _HELP_ALL, *COMMANDS],
+    cwd=helpers.ROOT,
+    env=helpers.main_env(),
+    capture_output=True,
+    text=True,
+    timeout=300,
+  )
+  assert r.returncode == 0, r.stderr[-3000:]
+  result = json.loads(r.stdout.splitlines()[-1])
+  assert set(result) == set(COMMANDS)
+  for name, (code, out) in result.items():
     # absl's help flags print the usage and exit 1.
-    assert proc.returncode == 1 and 'Traceback' not in out, (name, out[-3000:])
+    assert code == 1 and 'Traceback' not in out, (name, out[-3000:])
     assert re.search(rf'--(\[no\])?{COMMANDS[name]}:', out), (name, out[-3000:])
 
 

@@ -12,17 +12,40 @@ os.environ.setdefault('JAX_PLATFORMS', 'cpu')
 # in the `python -m hrm_jax...` subprocesses some tests start (they inherit the environment).
 os.environ['JAX_NUMPY_RANK_PROMOTION'] = 'raise'
 
+# One persistent compilation cache for the whole session, fresh each session: this process, the
+# xdist workers (they inherit the environment set here by the controlling process) and the
+# `python -m hrm_jax...` subprocesses (hrm_jax.cli reads the variable) share it, so a program
+# that many tests build (the tiny config's train and eval steps) compiles once per session.
+# Tests only ever load what this session compiled on this machine. HRM_JAX_COMPILATION_CACHE
+# set by the caller wins ('' turns it off).
+_OWN_CACHE = ''
+if 'HRM_JAX_COMPILATION_CACHE' not in os.environ:
+  import tempfile
+
+  _OWN_CACHE = tempfile.mkdtemp(prefix='hrm_jax_test_jit_cache_')
+  os.environ['HRM_JAX_COMPILATION_CACHE'] = _OWN_CACHE
+
 import jax  # noqa: E402
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
 jax.config.update('jax_numpy_rank_promotion', 'raise')
+if os.environ['HRM_JAX_COMPILATION_CACHE']:
+  jax.config.update('jax_compilation_cache_dir', os.environ['HRM_JAX_COMPILATION_CACHE'])
+  jax.config.update('jax_persistent_cache_min_compile_time_secs', 0.2)
 
 from tests import helpers  # noqa: E402
 
 
 def pytest_addoption(parser):
   parser.addoption('--runslow', action='store_true', help='run tests marked slow')
+
+
+def pytest_unconfigure(config):
+  if _OWN_CACHE:  # only the process that made it (the controller under xdist)
+    import shutil
+
+    shutil.rmtree(_OWN_CACHE, ignore_errors=True)
 
 
 def pytest_collection_modifyitems(config, items):

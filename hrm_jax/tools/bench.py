@@ -284,10 +284,12 @@ def main(argv):
   cfg = config_lib.resolve(cfg, 1.0)
   config_lib.validate(cfg, jax.device_count())
   shapes = tasks.shapes(cfg.data)
+  if FLAGS.params_only:  # shapes only: no weights are drawn (seconds for a 27M model)
+    params = jax.eval_shape(lambda: ts.split_model(ts.build_model(cfg, *shapes[:2], 0))[1])
+    print(f'params: {ts.count_params(params)}')
+    return
   step, state, carry = _compiled_step(cfg, shapes)  # jit compiles lazily, at the first call
   print(f'params: {ts.count_params(state.params)}')
-  if FLAGS.params_only:
-    return
   peak_before = peak_matmul_gflops()  # also after the steps: the best of both (shared hosts)
   B = cfg.train.global_batch_size
   rng = np.random.default_rng(0)
