@@ -3,6 +3,7 @@ flag errors become one `error:` line read from the exception chain (hrm_jax.cli)
 
 import glob
 import importlib
+import json
 import os
 import re
 import subprocess
@@ -69,7 +70,8 @@ for name in sys.argv[1:]:
         import traceback
         traceback.print_exc()
         code = 99
-    os.write(w, json.dumps([code, out.getvalue()]).encode())
+    with os.fdopen(w, 'w') as f:  # writes it all (--helpfull runs to tens of KB)
+      f.write(json.dumps([code, out.getvalue()]))
     os._exit(0)
   os.close(w)
   with os.fdopen(r) as f:
@@ -80,8 +82,6 @@ print(json.dumps(result))
 
 
 def test_every_documented_command_answers_help():
-  import json
-
   r = subprocess.run(
     [sys.executable, '-c', _HELP_ALL, *COMMANDS],
     cwd=helpers.ROOT,

@@ -30,11 +30,11 @@ import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
 jax.config.update('jax_numpy_rank_promotion', 'raise')
-if os.environ['HRM_JAX_COMPILATION_CACHE']:
-  jax.config.update('jax_compilation_cache_dir', os.environ['HRM_JAX_COMPILATION_CACHE'])
-  jax.config.update('jax_persistent_cache_min_compile_time_secs', 0.2)
 
+from hrm_jax import cli  # noqa: E402
 from tests import helpers  # noqa: E402
+
+cli.enable_compilation_cache()  # the commands' own setting, read from the variable above
 
 
 def pytest_addoption(parser):

@@ -28,7 +28,7 @@ def _one_step(cfg):
   carry = ts.init_carry(graphdef, state0, B, 81)
   batch = bench.random_batch(np.random.default_rng(0), B, 11, 81, 5)
   # Compiling is most of this test's time; it checks what the step computes, not its speed, so
-  # XLA's backend optimizations are off (compiles ~1.6x faster on CPU).
+  # XLA's backend optimizations are off (this module: 113 s against 140 s, docs/testing.md).
   step = ts.jit_train_step(graphdef, cfg).lower(state0, carry, batch).compile(FAST_COMPILE)
   state1, carry, metrics = step(state0, carry, batch)
   return state0, state1, jax.device_get(metrics)

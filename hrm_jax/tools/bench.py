@@ -285,7 +285,7 @@ def main(argv):
   config_lib.validate(cfg, jax.device_count())
   shapes = tasks.shapes(cfg.data)
   if FLAGS.params_only:  # shapes only: no weights are drawn (seconds for a 27M model)
-    params = jax.eval_shape(lambda: ts.split_model(ts.build_model(cfg, *shapes[:2], 0))[1])
+    params = jax.eval_shape(lambda: ts.split_model(ts.build_model(cfg, *shapes[:2], cfg.seed))[1])
     print(f'params: {ts.count_params(params)}')
     return
   step, state, carry = _compiled_step(cfg, shapes)  # jit compiles lazily, at the first call
