@@ -123,6 +123,23 @@ def _partial_saves(mngr: ocp.CheckpointManager) -> list[epath.Path]:
   return sorted(epath.Path(str(mngr.directory)).glob('*.orbax-checkpoint-tmp*'))
 
 
+def remove_partial_saves(mngr: ocp.CheckpointManager) -> list[str]:
+  """Removes the saves that never committed, on process 0; returns the folder names it removed.
+
+  Call it only while holding the workdir lock (no other run saves there). A run killed while it
+  saved leaves one, and orbax keeps it until that step is saved again: room a full disk lacks.
+  Orbax's own `cleanup_tmp_directories` does this on a thread nothing waits for (it failed at
+  interpreter exit with "cannot schedule new futures after shutdown")."""
+  removed = []
+  for p in _partial_saves(mngr) if jax.process_index() == 0 else []:
+    try:
+      p.rmtree()
+      removed.append(p.name)
+    except OSError:
+      pass  # orbax ignores temporary folders on restore, and replaces them on save
+  return removed
+
+
 @contextlib.contextmanager
 def write_errors(mngr: ocp.CheckpointManager):
   """Turns a failed checkpoint write (orbax raises it at the next save or wait, from its
@@ -134,15 +151,10 @@ def write_errors(mngr: ocp.CheckpointManager):
   except CheckpointWriteError:
     raise
   except Exception as e:
-    partial = _partial_saves(mngr)
-    if jax.process_index() == 0:
-      for p in partial:
-        try:
-          p.rmtree()
-        except OSError:
-          pass  # reported below all the same; orbax ignores temporary folders on restore
+    partial = [p.name for p in _partial_saves(mngr)]
+    remove_partial_saves(mngr)
     steps = sorted(mngr.all_steps())
-    failed = ', '.join(p.name.split('.')[0] for p in partial) or '?'
+    failed = ', '.join(p.split('.')[0] for p in partial) or '?'
     raise CheckpointWriteError(
       f'checkpoint at step {failed} could not be written ({_root_cause(e)}); '
       + ('removed the partial save; ' if partial else '')
@@ -265,19 +277,22 @@ def restore(
   raise FileNotFoundError('no usable checkpoint: ' + '; '.join(errors))
 
 
-class Preempted(BaseException):
+class Preempted(KeyboardInterrupt):
   """A preemption notice (SIGTERM/SIGINT) arrived before the training loop started.
 
-  A BaseException, as KeyboardInterrupt is: raised by the signal handler wherever the main
-  thread is (often inside orbax or JAX), it must not be taken for a failure of that code, e.g.
-  a checkpoint restore interrupted by it for a damaged checkpoint."""
+  A KeyboardInterrupt, since it is raised the same way, by the signal handler wherever the main
+  thread is (often inside orbax or JAX). Libraries let that one through: `except Exception`
+  does not take it for a failure of their own (e.g. a restore interrupted by it for a damaged
+  checkpoint), and asyncio, which orbax runs its restores on, re-raises it from its callbacks,
+  where any other BaseException is logged and dropped, leaving the restore waiting forever."""
 
 
 class Preemption:
   """Turns SIGTERM/SIGINT into a checkpoint at the next step boundary and a clean exit.
 
-  Before `training` is set (data build, restore, compilation) there is nothing new to save: the
-  handler raises `Preempted` at once, which the caller reports and treats as a clean stop.
+  Before `start_training()` (data build, restore, compilation) there is nothing new to save:
+  the handler raises `Preempted` at once, which the caller reports and treats as a clean stop.
+  Where Python drops that exception (a gc callback, a `__del__`), `start_training()` raises it.
 
   One process: a signal handler sets a flag that `requested(step)` reports. Several processes
   (TPU pods, GPU clusters): JAX's preemption service receives SIGTERM on any host and agrees
@@ -288,9 +303,24 @@ class Preemption:
   def __init__(self, simulate_at: Optional[int] = None):
     self.signal: Optional[int] = None
     self.simulate_at = simulate_at  # a drill: as if a notice arrived at this step
-    self.training = False  # set when the loop starts: from then on, checkpoint at a step
+    self.training = False  # from `start_training()` on, checkpoint at a step
     self._previous: dict = {}
+    self._unraisablehook = None
     self._announced = False
+
+  def start_training(self) -> None:
+    """Called as the training loop starts: from here a notice checkpoints at the next step.
+
+    Raises `Preempted` if a notice arrived before and its exception was dropped on the way."""
+    if self.signal is not None and not self.training:
+      raise Preempted(signal.Signals(self.signal).name)
+    self.training = True
+
+  def _unraisable(self, unraisable) -> None:
+    # A Preempted raised inside a gc callback or a `__del__` cannot propagate; Python would
+    # print its traceback. The flag it set stands, and `start_training` raises it again.
+    if not isinstance(unraisable.exc_value, Preempted):
+      self._unraisablehook(unraisable)
 
   def _handle(self, signum, frame):
     del frame
@@ -307,11 +337,14 @@ class Preemption:
     if jax.process_count() == 1:
       for s in (signal.SIGTERM, signal.SIGINT):
         self._previous[s] = signal.signal(s, self._handle)
+      self._unraisablehook, sys.unraisablehook = sys.unraisablehook, self._unraisable
     return self
 
   def __exit__(self, *exc) -> None:
     for s, handler in self._previous.items():
       signal.signal(s, handler)
+    if self._unraisablehook is not None:
+      sys.unraisablehook = self._unraisablehook
 
   def requested(self, step: int) -> bool:
     """True when the run should checkpoint at `step` and stop (call it at every step)."""

@@ -177,6 +177,10 @@ def _train_and_evaluate(
   )
 
   mngr = checkpoint.manager(workdir, cfg.ckpt.max_to_keep, directory=cfg.ckpt.dir)
+  # Before the restore: every process's first save comes after the restore's barriers, so no
+  # save of this run can be taken for a killed one's.
+  for name in checkpoint.remove_partial_saves(mngr):
+    print(f'removed {name}: the partial save of an interrupted run', flush=True)
   start, state, carry, ckpt_meta = _restore_train(mngr, state, carry)
   # Only now, with every check passed (a checkpoint of another model is refused by the restore):
   # a refused run must leave the workdir as it found it.
@@ -220,7 +224,7 @@ def _train_and_evaluate(
   log.start(start)
   profile = Profile(profile_steps, workdir, start)
   try:
-    preemption.training = True
+    preemption.start_training()
     if start < last_step:
       print(f'compiling the train step (steps {start + 1}..{last_step} follow)', flush=True)
     for step in range(start + 1, last_step + 1):

@@ -451,9 +451,43 @@ def test_a_signal_while_training_is_announced_by_the_loop_not_the_handler(capsys
   # stdout: printing from it can raise "reentrant call" on the stream. It only records the
   # signal; the loop's `requested` says so once, naming the step it checkpoints.
   with checkpoint.Preemption() as preemption:
-    preemption.training = True
+    preemption.start_training()
     assert not preemption.requested(3)
     os.kill(os.getpid(), signal.SIGTERM)
     assert capsys.readouterr().out == ''
     assert preemption.requested(4) and preemption.requested(5)
   assert capsys.readouterr().out == 'received SIGTERM: checkpointing at step 4\n'
+
+
+def test_a_signal_inside_an_asyncio_callback_still_stops_the_run():
+  # Found by the drill under load: orbax restores through an asyncio loop on the main thread.
+  # A SIGTERM that landed in one of its callbacks raised `Preempted` there, asyncio logged and
+  # swallowed it ("Exception in callback gather.<locals>._done_callback"), and the restore
+  # never finished: the run hung. asyncio lets only KeyboardInterrupt and SystemExit through.
+  import asyncio
+
+  async def restore_like():
+    asyncio.get_running_loop().call_soon(os.kill, os.getpid(), signal.SIGTERM)
+    await asyncio.sleep(0.05)
+
+  with checkpoint.Preemption():
+    with pytest.raises(checkpoint.Preempted, match='SIGTERM'):
+      asyncio.run(restore_like())
+
+
+def test_a_signal_dropped_by_python_stops_the_run_when_training_starts(monkeypatch):
+  # The same drill found a SIGTERM landing in JAX's gc callback, where Python drops exceptions
+  # (printing "Exception ignored in" and a traceback): the run went on to compile and train.
+  class Finalized:
+    def __del__(self):
+      os.kill(os.getpid(), signal.SIGTERM)
+
+  dropped = []
+  hook = dropped.append  # what Python would print
+  monkeypatch.setattr(sys, 'unraisablehook', hook)
+  with checkpoint.Preemption() as preemption:
+    Finalized()  # its __del__ runs here, and the handler's exception is dropped
+    with pytest.raises(checkpoint.Preempted, match='SIGTERM'):
+      preemption.start_training()
+  assert sys.unraisablehook is hook
+  assert dropped == []  # not printed

@@ -116,8 +116,14 @@ def test_rerun_resumes_instead_of_retraining(tiny_run, tmp_path, capsys):
   log = os.path.join(workdir, 'metrics.jsonl')
   with open(log) as f:
     records = f.read()
+  # A run killed while it saved leaves its partial save, which orbax kept until that step was
+  # saved again: room that a full disk lacks (the fault drill's full_disk failed on it in CI).
+  partial = os.path.join(workdir, 'checkpoints', f'{cfg.train.steps + 4}.orbax-checkpoint-tmp')
+  os.makedirs(os.path.join(partial, 'train'))
   train.train_and_evaluate(cfg, workdir)
   out = capsys.readouterr().out
+  assert not os.path.exists(partial)
+  assert f'removed {os.path.basename(partial)}: the partial save of an interrupted run' in out
   assert f'resumed from step {cfg.train.steps}' in out
   assert 'train step=' not in out
   assert f'eval step={cfg.train.steps} exact_accuracy=' in out

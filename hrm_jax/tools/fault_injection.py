@@ -4,8 +4,10 @@ r"""Fault injection: SIGKILL a training run at random moments, resume it, compar
 
 Trains the `tiny` Sudoku preset (seconds per run on a CPU) twice in subprocesses of
 `python -m hrm_jax.main`: once uninterrupted, and once killed with SIGKILL `--kills` times —
-at random moments, every other kill aimed at a checkpoint write in progress (the moment orbax's
-temporary directory exists) — and rerun with the same command after each kill. Then the same
+at random moments in the first third of the steps left (at the clean run's pace, and by the
+logged steps where this run is faster), every other kill aimed at a checkpoint write in
+progress (the moment orbax's temporary directory exists) — and rerun with the same command
+after each kill. Then the same
 run meets the `--faults`, in this order:
 
   second_process    a second run started on the workdir while the first trains (held with
@@ -140,6 +142,12 @@ def _tail(log_path: str, lines: int = 30) -> str:
   return '\n'.join(_output(log_path, 0).splitlines()[-lines:])
 
 
+def _logged(log_path: str, offset: int) -> int:
+  """The last step the run logged (`train step=N`) after `offset` of its log; 0 if none."""
+  steps = re.findall(r'^train step=(\d+)', _output(log_path, offset), re.M)
+  return int(steps[-1]) if steps else 0
+
+
 def _wait_for(proc: subprocess.Popen, log_path: str, offset: int, text: str, deadline: float):
   """Waits until the run prints `text` after `offset` of its log; False if it ended first."""
   while time.time() < deadline:
@@ -224,8 +232,14 @@ def _full_disk(faulty: str, root: str, steps: int, deadline: float) -> tuple[str
   if not mount_namespace_available():
     return 'skipped: no private mount namespace (unshare -rm) on this machine', 0
   done = committed_steps(faulty)
+  if done[-1] >= steps:
+    return f'FAILED: the run had finished (step {done[-1]}); give the drill more --steps', 0
   ckpt = _du_kib(os.path.join(faulty, 'checkpoints', str(done[-1])))
-  small = _du_kib(faulty) + ckpt // 2  # room for half of the next checkpoint
+  # Room for half of the next checkpoint. A kill's partial save is removed as the run starts:
+  # counted in, its room let the next checkpoint fit (CI, with a kill during a write).
+  d = os.path.join(faulty, 'checkpoints')
+  partial = sum(_du_kib(os.path.join(d, n)) for n in os.listdir(d) if not n.isdigit())
+  small = _du_kib(faulty) - partial + ckpt // 2
   mnt, result = os.path.join(root, 'full_disk_mnt'), os.path.join(root, 'full_disk_result')
   shutil.rmtree(result, ignore_errors=True)
   os.makedirs(mnt, exist_ok=True)
@@ -256,7 +270,11 @@ def _full_disk(faulty: str, root: str, steps: int, deadline: float) -> tuple[str
   lines = out1.strip().splitlines()
   problems = []
   if got['rc1'] != '2' or 'Traceback' in out1 or not lines[-1].startswith('error: checkpoint'):
-    problems.append(f'the full disk did not stop the run with one error line (see {logs[0]})')
+    last = lines[-1] if lines else ''
+    problems.append(
+      f'the full disk did not stop the run with one error line: exit {got["rc1"]}, last line '
+      f'{last[:200]!r} (see {logs[0]})'
+    )
   if any(not n.isdigit() for n in after):
     problems.append(f'left in checkpoints/: {after}')
   if got['rc2'] != '0' or not os.path.isdir(result):
@@ -313,7 +331,13 @@ def main(argv):
         time.sleep(0.002)
     else:  # somewhere in the first third of the steps still to do, so later kills find work
       remaining = train_s * (steps - (last_committed or 0)) / steps
-      time.sleep(rng.uniform(0.02, 0.33) * remaining)
+      until = time.time() + rng.uniform(0.02, 0.33) * remaining
+      # The clean run's pace need not be this one's (under load, as in CI's parallel tests, it
+      # was 3x slower and a kill landed near the end, leaving the faults nothing to do): the
+      # third is also counted in logged steps.
+      third = (last_committed or 0) + (steps - (last_committed or 0)) // 3
+      while time.time() < until and proc.poll() is None and _logged(log, offset) < third:
+        time.sleep(0.005)
     if proc.poll() is not None:
       break  # finished before the kill landed: nothing left to interrupt
     during_save += _saving(faulty)
