@@ -177,14 +177,14 @@ def _train_and_evaluate(
   )
 
   mngr = checkpoint.manager(workdir, cfg.ckpt.max_to_keep, directory=cfg.ckpt.dir)
-  # Before the restore: every process's first save comes after the restore's barriers, so no
-  # save of this run can be taken for a killed one's.
-  for name in checkpoint.remove_partial_saves(mngr):
-    print(f'removed {name}: the partial save of an interrupted run', flush=True)
   start, state, carry, ckpt_meta = _restore_train(mngr, state, carry)
   # Only now, with every check passed (a checkpoint of another model is refused by the restore):
   # a refused run must leave the workdir as it found it.
   workdir_lib.write_run_files(workdir, cfg, meta)
+  # Process 0 has not started a save of its own yet (orbax's primary host makes a save's
+  # folder), so every partial save here is a killed run's.
+  for name in checkpoint.remove_partial_saves(mngr):
+    print(f'removed {name}: the partial save of an interrupted run', flush=True)
   writer = metric_log.Writer(workdir, cfg.log.tensorboard, metric_log.wandb_settings(cfg))
   writer.truncate(start if start else -1)  # records after the checkpoint are redone
   if start == 0:

@@ -7,8 +7,7 @@ Trains the `tiny` Sudoku preset (seconds per run on a CPU) twice in subprocesses
 at random moments in the first third of the steps left (at the clean run's pace, and by the
 logged steps where this run is faster), every other kill aimed at a checkpoint write in
 progress (the moment orbax's temporary directory exists) — and rerun with the same command
-after each kill. Then the same
-run meets the `--faults`, in this order:
+after each kill. Then the same run meets the `--faults`, in this order:
 
   second_process    a second run started on the workdir while the first trains (held with
                     SIGSTOP meanwhile): it must stop at once, exit 2, naming the first
@@ -332,9 +331,9 @@ def main(argv):
     else:  # somewhere in the first third of the steps still to do, so later kills find work
       remaining = train_s * (steps - (last_committed or 0)) / steps
       until = time.time() + rng.uniform(0.02, 0.33) * remaining
-      # The clean run's pace need not be this one's (under load, as in CI's parallel tests, it
-      # was 3x slower and a kill landed near the end, leaving the faults nothing to do): the
-      # third is also counted in logged steps.
+      # The clean run's pace need not be this one's (a machine loaded differently during the
+      # two, as under CI's parallel tests): the third is also counted in logged steps, so the
+      # faults after the kills find steps left.
       third = (last_committed or 0) + (steps - (last_committed or 0)) // 3
       while time.time() < until and proc.poll() is None and _logged(log, offset) < third:
         time.sleep(0.005)
