@@ -12,7 +12,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from hrm_jax.tools import gemm_peak
+from hrm_jax.tools import bench, gemm_peak
 from tests import helpers
 
 
@@ -155,6 +155,24 @@ def test_accelerator_suite_at_toy_size():
   assert len(table) == 5
 
 
+def test_thread_time_counts_a_helper_thread_for_the_operation_it_helps():
+  start, stop = bench._REGION
+  dot = [(0, 100, 'ynn_fusion.1')]  # thread 0 runs a dot that thread 1 helps from 10 to 90
+  helper = [(10, 10, start), (90, 90, stop), (92, 92, start), (95, 100, 'add_fusion.2')]
+  helper += [(100, 100, stop), (100, 100, start), (110, 110, stop)]  # then a task of 10 alone
+  ns, busy = bench.thread_time([dot, helper])
+  # matmul: the dot, 80 ns of help and 3 ns (92-95) of a task that overlaps it; other: the add
+  # and the lone task, which overlaps no traced operation.
+  assert ns == {'matmul': 183, 'layout': 0, 'other': 15}
+  assert busy == 100 + 80 + 8 + 10
+  assert bench._subtract([(0, 10), (20, 30)], [(2, 4), (8, 22), (25, 26)]) == [
+    (0, 2),
+    (4, 8),
+    (22, 25),
+    (26, 30),
+  ]
+
+
 def test_side_by_side_alternates_the_codebases_and_keeps_each_best(monkeypatch):
   from hrm_jax.tools import side_by_side
 
@@ -163,7 +181,15 @@ def test_side_by_side_alternates_the_codebases_and_keeps_each_best(monkeypatch):
 
   def fake_bench(args):
     calls.append(args[0])
-    return dict(step_ms=str(next(times)), examples_per_s='1', utilisation='0.5', peak_rss_mb='9')
+    return dict(
+      step_ms=str(next(times)),
+      examples_per_s='1',
+      utilisation='0.5',
+      peak_rss_mb='9',
+      dtype='float32',
+      gflops_per_step='100',
+      peak_gflops_per_s='250',
+    )
 
   monkeypatch.setattr(side_by_side, 'run_bench', fake_bench)
   (row,) = side_by_side.parse_rows('trm_mlp:sudoku:32')
@@ -171,10 +197,15 @@ def test_side_by_side_alternates_the_codebases_and_keeps_each_best(monkeypatch):
   assert calls == ['hrm_jax.bench', 'hrm_jax.tools.torch_bench'] * 2
   assert (m['jax']['step_ms'], m['eager']['step_ms']) == ('800.0', '2000.0')
   line = side_by_side.table_row(row, m)
-  assert line == '| TRM-MLP | Sudoku | 32 | 800 | 1.00 | 0.5 | 9 | 2,000 | 9 | 2.50× |'
+  # The original's utilisation: hrm_jax's 100 GFLOP in 2 s, against the 250 GFLOP/s peak.
+  assert line == '| TRM-MLP | Sudoku | 32 | 800 | 1.00 | 0.5 | 9 | 2,000 | 0.200 | 9 | 2.50× |'
   assert line.count('|') == side_by_side.header(False).splitlines()[0].count('|')
   cmds = side_by_side.commands(row, dict(trm_repo='/ref'), 2, compile_=True)
   assert cmds['compiled'][-1] == '--compile' and '--model=trm_mlp' in cmds['eager']
+  # Both sides in fp32: the preset's bf16 is overridden, and a run in another dtype is refused.
+  assert cmds['jax'][-1] == '--dtype=float32'
+  with pytest.raises(RuntimeError, match='bfloat16, not float32'):
+    side_by_side.table_row(row, dict(m, jax=dict(m['jax'], dtype='bfloat16')))
   for bad in ('trm_mlp:maze:8', 'hrm:sudoku', 'hrm:sudoku:x', ''):
     with pytest.raises(ValueError, match='--rows'):
       side_by_side.parse_rows(bad)

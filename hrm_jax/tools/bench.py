@@ -171,16 +171,105 @@ def op_kind(name: str) -> str:
 # not work of their own.
 _CONTAINER_EVENTS = ('ThunkExecutor', 'SlinkyThreadPool', 'Eigen', 'PjRt', 'while', 'conditional')
 _KINDS = ('matmul', 'layout', 'other')
+# A worker thread of XLA:CPU's pool marks each task it runs with these two (instant) events. A
+# task is either an operation of its own or a share of another thread's operation (a YNNPACK dot
+# splits over the pool), which is traced only on the thread that started the operation.
+_REGION = ('ThreadpoolListener::StartRegion', 'ThreadpoolListener::StopRegion')
+
+
+def _union(intervals) -> list[tuple[int, int]]:
+  """The disjoint, sorted union of [start, end) intervals."""
+  out: list[list[int]] = []
+  for a, b in sorted(intervals):
+    if out and a <= out[-1][1]:
+      out[-1][1] = max(out[-1][1], b)
+    else:
+      out.append([a, b])
+  return [(a, b) for a, b in out]
+
+
+def _overlap(a: list[tuple[int, int]], b: list[tuple[int, int]]) -> int:
+  """Total length of the intersection of two disjoint, sorted interval lists."""
+  i = j = total = 0
+  while i < len(a) and j < len(b):
+    total += max(0, min(a[i][1], b[j][1]) - max(a[i][0], b[j][0]))
+    if a[i][1] < b[j][1]:
+      i += 1
+    else:
+      j += 1
+  return total
+
+
+def thread_time(threads: list[list[tuple[int, int, str]]]) -> tuple[dict[str, int], int]:
+  """({kind: ns}, busy ns) of XLA:CPU's threads over a trace.
+
+  `threads` holds, per worker thread, its events as (start_ns, end_ns, name): operations and
+  the pool's task markers `_REGION` (instants: start == end). A thread's own operations count
+  for their kind; its tasks outside them (a share of an operation that another thread runs)
+  count for the kind of that operation while it runs, 'other' where none is traced. busy is
+  the time inside tasks or operations, summed over threads; the rest of threads × wall is idle.
+  """
+  ops = {k: [] for k in _KINDS}
+  own, tasks = [], []
+  for events in threads:
+    mine, opened, regions = {k: [] for k in _KINDS}, None, []
+    # At one instant a task's end comes before the next task's start.
+    for a, b, name in sorted(events, key=lambda e: (e[0], e[2] != _REGION[1])):
+      if name == _REGION[0]:
+        opened = a
+      elif name == _REGION[1]:
+        if opened is not None:
+          regions.append((opened, a))
+        opened = None
+      elif not name.startswith((*_CONTAINER_EVENTS, 'end:', 'ThreadpoolListener')):
+        mine[op_kind(name)].append((a, b))
+    own.append({k: _union(v) for k, v in mine.items()})
+    tasks.append(_union(regions + [iv for v in mine.values() for iv in v]))
+    for k in _KINDS:
+      ops[k] += mine[k]
+  ns = {k: 0 for k in _KINDS}
+  busy = 0
+  for t, (mine, span) in enumerate(zip(own, tasks)):
+    busy += sum(b - a for a, b in span)
+    for k in _KINDS:
+      ns[k] += sum(b - a for a, b in mine[k])
+    helping = _subtract(span, _union([iv for v in mine.values() for iv in v]))
+    left = sum(b - a for a, b in helping)
+    for k in _KINDS:  # the kind of the operation this thread helps, traced on another thread
+      others = _union([iv for u, o in enumerate(own) if u != t for iv in o[k]])
+      share = _overlap(helping, others)
+      ns[k] += share
+      left -= share
+    ns['other'] += max(0, left)
+  return ns, busy
+
+
+def _subtract(a: list[tuple[int, int]], b: list[tuple[int, int]]) -> list[tuple[int, int]]:
+  """The parts of disjoint, sorted intervals `a` outside disjoint, sorted intervals `b`."""
+  out, j = [], 0
+  for lo, hi in a:
+    while j < len(b) and b[j][1] <= lo:  # b's intervals that end before this one
+      j += 1
+    k = j
+    while k < len(b) and b[k][0] < hi:
+      if b[k][0] > lo:
+        out.append((lo, b[k][0]))
+      lo = max(lo, b[k][1])
+      k += 1
+    if lo < hi:
+      out.append((lo, hi))
+  return out
 
 
 def op_profile(run_steps, steps: int, threads: int) -> dict[str, float]:
   """Where the time of `steps` calls of `run_steps()` (which runs and waits for them) goes:
   {'op_ms_<kind>': ms per step summed over XLA's worker threads, 'op_share_<kind>': share of
-  the operations' time, 'idle_share': the share of `threads` × wall time no operation ran}, from
-  a JAX profiler trace (XLA:CPU records each operation with --xla_cpu_enable_xprof_traceme,
-  which `main` sets). The operations are the thunks of the compiled step: fusions named after
-  their root, dots (YNNPACK's fusions), copies; kinds as `op_kind`."""
-  import collections
+  that time, 'idle_share': the share of `threads` × wall time in which no thread of the pool ran
+  a task}, from a JAX profiler trace (XLA:CPU records each operation with
+  --xla_cpu_enable_xprof_traceme, which `main` sets). The operations are the thunks of the
+  compiled step: fusions named after their root, dots (YNNPACK's fusions), copies; kinds as
+  `op_kind`; a thread that helps another's operation counts for that operation (`thread_time`).
+  """
   import glob
   import tempfile
 
@@ -192,18 +281,23 @@ def op_profile(run_steps, steps: int, threads: int) -> dict[str, float]:
     jax.profiler.stop_trace()
     (path,) = glob.glob(f'{d}/**/*.xplane.pb', recursive=True)
     data = jax.profiler.ProfileData.from_file(path)
-  ns = collections.Counter()
-  for plane in data.planes:
-    for line in plane.lines:
-      if not line.name.startswith('tf_XLA'):  # XLA's threads, not Python's
-        continue
-      for ev in line.events:
-        if not ev.name.startswith(_CONTAINER_EVENTS):
-          ns[op_kind(ev.name)] += ev.duration_ns
+  # XLA's threads, not Python's. The PjRt client's thread runs a few operations of its own, but
+  # its task markers span the whole call it waits for: only the pool's tasks are work.
+  workers = [
+    [
+      (ev.start_ns, ev.start_ns + ev.duration_ns, ev.name)
+      for ev in line.events
+      if line.name.startswith('tf_XLAEigen') or not ev.name.startswith(_REGION)
+    ]
+    for plane in data.planes
+    for line in plane.lines
+    if line.name.startswith('tf_XLA')
+  ]
+  ns, busy = thread_time(workers)
   total = sum(ns.values()) or 1
   out = {f'op_ms_{k}': ns[k] / 1e6 / steps for k in _KINDS}
   out.update({f'op_share_{k}': ns[k] / total for k in _KINDS})
-  out['idle_share'] = max(0.0, 1.0 - total / 1e9 / (wall * threads))
+  out['idle_share'] = max(0.0, 1.0 - busy / 1e9 / (wall * threads))
   return out
 
 

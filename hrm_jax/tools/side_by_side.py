@@ -5,12 +5,14 @@ r"""hrm_jax's train step beside the PyTorch originals', in one run: prints a Mar
       [--compile] [--repeats=1]
 
 Each row runs, one after the other and each in a fresh process, `python -m hrm_jax.bench` (the
-full ACT train step, fp32, random valid batches) and `python -m hrm_jax.tools.torch_bench` (the
+full ACT train step, random valid batches, `--dtype=float32`: the paper presets compute in bf16,
+the original here in fp32) and `python -m hrm_jax.tools.torch_bench` (the
 original's unmodified model code, eagerly, and with --compile also under `torch.compile`), with
 the same config, batch and number of timed steps; with --repeats=R the processes alternate R
 times and each keeps its best mean. So both codebases meet the same machine state, and the table
 says which machine it was: the CPU model and vector extensions, the versions, and the fastest
-GEMM on it (`hrm_jax.tools.gemm_peak`), against which `utilisation` is measured.
+GEMM on it (`hrm_jax.tools.gemm_peak`), against which `utilisation` is measured: hrm_jax's, and
+the original's from the same matmul FLOPs (the architectures are the same) over its step time.
 
 Row names: model:task:batch with model in hrm, trm_att, trm_mlp and task in sudoku, maze.
 """
@@ -90,8 +92,11 @@ def commands(row: Row, repos: dict[str, str], steps: int, compile_: bool) -> dic
     f'--batch={row.batch}',
     f'--steps={steps}',
   ]
+  # fp32 on both sides: the paper presets' bf16 is the original's forward_dtype on GPUs, but
+  # torch_bench runs it in fp32, and on a CPU without bf16 units bf16 only adds conversions.
+  jax_ = ['hrm_jax.bench', f'--config={config}', f'--batch={row.batch}', f'--steps={steps}']
   out = {
-    'jax': ['hrm_jax.bench', f'--config={config}', f'--batch={row.batch}', f'--steps={steps}'],
+    'jax': [*jax_, '--dtype=float32'],
     'eager': torch,
   }
   if compile_:
@@ -111,9 +116,18 @@ def measure(row: Row, repos: dict[str, str], steps: int, compile_: bool, repeats
   return best
 
 
+def utilisation(jax_run: dict, step_ms: float) -> float:
+  """The share of the machine's fastest GEMM that a step of `step_ms` reaches with the matmul
+  FLOPs hrm_jax's benchmark `jax_run` counted (the same for the original: same architecture)."""
+  gflops_per_s = float(jax_run['gflops_per_step']) / (step_ms / 1e3)
+  return gflops_per_s / float(jax_run['peak_gflops_per_s'])
+
+
 def table_row(row: Row, m: dict) -> str:
   """One Markdown row: ms/step and examples/s of both, speed-ups, utilisation, peak RSS."""
   jax_ms, eager_ms = float(m['jax']['step_ms']), float(m['eager']['step_ms'])
+  if m['jax'].get('dtype') != 'float32':  # the original runs in fp32: so must we, to compare
+    raise RuntimeError(f'hrm_jax.bench ran in {m["jax"].get("dtype")}, not float32')
   cells = [
     row.label,
     f'{jax_ms:,.0f}',
@@ -121,6 +135,7 @@ def table_row(row: Row, m: dict) -> str:
     m['jax']['utilisation'],
     m['jax']['peak_rss_mb'],
     f'{eager_ms:,.0f}',
+    f'{utilisation(m["jax"], eager_ms):.3f}',
     m['eager']['peak_rss_mb'],
     f'{eager_ms / jax_ms:.2f}×',
   ]
@@ -141,6 +156,7 @@ def header(compile_: bool) -> str:
     'utilisation',
     'peak RSS MiB',
     'original eager ms/step',
+    'utilisation',
     'peak RSS MiB',
     'speed-up',
   ]
