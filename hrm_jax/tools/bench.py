@@ -209,7 +209,6 @@ def thread_time(threads: list[list[tuple[int, int, str]]]) -> tuple[dict[str, in
   count for the kind of that operation while it runs, 'other' where none is traced. busy is
   the time inside tasks or operations, summed over threads; the rest of threads × wall is idle.
   """
-  ops = {k: [] for k in _KINDS}
   own, tasks = [], []
   for events in threads:
     mine, opened, regions = {k: [] for k in _KINDS}, None, []
@@ -225,8 +224,6 @@ def thread_time(threads: list[list[tuple[int, int, str]]]) -> tuple[dict[str, in
         mine[op_kind(name)].append((a, b))
     own.append({k: _union(v) for k, v in mine.items()})
     tasks.append(_union(regions + [iv for v in mine.values() for iv in v]))
-    for k in _KINDS:
-      ops[k] += mine[k]
   ns = {k: 0 for k in _KINDS}
   busy = 0
   for t, (mine, span) in enumerate(zip(own, tasks)):
